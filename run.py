@@ -1,0 +1,18 @@
+"""Entry point: ``uv run run.py [overrides]`` (see README.md)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from wildrobot.cli import main as wildrobot_main
+from wildrobot.config import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    wildrobot_main(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Shared test setup: a persistent compilation cache and Hydra composition helpers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+os.environ.setdefault("WILDROBOT_JAX_CACHE", str(Path.home() / ".cache" / "wildrobot" / "jax"))
+
+from wildrobot.jax_setup import configure_jax  # noqa: E402
+
+configure_jax()
+
+
+def compose(overrides: list[str]):
+    """The DictConfig ``run.py`` would see for these overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from wildrobot.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides)
+
+
+def typed_config(overrides: list[str]):
+    from wildrobot.config import to_typed
+
+    return to_typed(compose(overrides))
+
+
+# The smallest PPO-on-stub setting that still exercises every part of an iteration.
+TINY_PPO = [
+    "env=stub",
+    "algo=ppo",
+    "trainer.num_envs=8",
+    "algo.unroll_length=8",
+    "algo.num_minibatches=2",
+    "algo.num_epochs=2",
+    "algo.policy.hidden_sizes=[16]",
+    "algo.value.hidden_sizes=[16]",
+    "algo.num_eval_envs=4",
+    "trainer.progress=false",
+]
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 240, **kwargs):
+    import subprocess
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env, **kwargs)
+
+
+@pytest.fixture
+def tmp_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def make_trainer(overrides: list[str], run_dir: Path):
+    from wildrobot.dispatch import trainer_class
+
+    cfg = typed_config(overrides)
+    return trainer_class(cfg)(cfg, run_dir, search_root=run_dir.parent)
+
+
+def restore_latest(run_dir: Path, trainer, step=None):
+    """The carry saved under ``run_dir`` (newest or ``step``), restored onto the trainer's init."""
+    import jax
+
+    from wildrobot.envs.factory import make_env
+    from wildrobot.train.checkpoint import Checkpointer
+
+    algo = trainer.make_algorithm(make_env(trainer.cfg.env))
+    abstract = jax.eval_shape(algo.init, jax.random.key(trainer.cfg.seed))
+    ckpt = Checkpointer(run_dir / "checkpoints", keep=100)
+    try:
+        return ckpt.restore_newest(abstract, step=step)
+    finally:
+        ckpt.close()

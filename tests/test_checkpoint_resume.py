@@ -1,0 +1,125 @@
+"""Checkpoints round-trip typed state; resume equals an uninterrupted run; bad checkpoints are handled."""
+
+from __future__ import annotations
+
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from conftest import TINY_PPO, make_trainer, restore_latest
+from wildrobot.train.checkpoint import Checkpointer, CheckpointError
+from wildrobot.train.logging import read_scalars
+
+
+def assert_trees_equal(a, b):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_round_trip_keeps_optax_state_and_typed_key(tmp_path):
+    params = {"w": jnp.arange(6.0).reshape(2, 3)}
+    opt = optax.adam(1e-3)
+    opt_state = opt.update(jax.tree.map(jnp.ones_like, params), opt.init(params), params)[1]
+    state = {"params": params, "opt": opt_state, "key": jax.random.key(7)}
+    ckpt = Checkpointer(tmp_path / "ck", keep=2)
+    ckpt.save(3, state, {"env": "stub", "algo": "x"})
+    ckpt.close()
+    restored, meta, step = Checkpointer(tmp_path / "ck", keep=2).restore_newest(jax.eval_shape(lambda: state))
+    assert step == 3 and meta["env"] == "stub"
+    assert type(restored["opt"][0]).__name__ == "ScaleByAdamState"  # a namedtuple, not a list
+    assert jnp.issubdtype(restored["key"].dtype, jax.dtypes.prng_key)
+    assert_trees_equal(restored, state)
+
+
+@pytest.fixture(scope="module")
+def ppo_runs(tmp_path_factory):
+    """An uninterrupted 4-iteration run, and one stopped after 2 iterations then resumed to 4."""
+    root = tmp_path_factory.mktemp("resume")
+    cadence = ["trainer.log_every=2", "trainer.checkpoint_every=2", "trainer.eval_every=2"]
+    full = make_trainer(TINY_PPO + cadence + ["trainer.iterations=4"], root / "full")
+    assert full.run() == 0
+    part = make_trainer(TINY_PPO + cadence + ["trainer.iterations=2"], root / "part")
+    assert part.run() == 0
+    resumed = make_trainer(TINY_PPO + cadence + ["trainer.iterations=4", f"trainer.resume={root / 'part'}"],
+                           root / "resumed_hydra_dir")
+    assert resumed.run() == 0
+    return root, full
+
+
+def test_resume_matches_uninterrupted_run_bit_for_bit(ppo_runs):
+    root, full = ppo_runs
+    a, _, step_a = restore_latest(root / "full", full)
+    b, _, step_b = restore_latest(root / "part", full)
+    assert step_a == step_b == 4
+    assert_trees_equal(a, b)
+
+
+def test_tensorboard_is_readable_and_continuous_across_resume(ppo_runs):
+    root, _ = ppo_runs
+    full, part = read_scalars(root / "full" / "tensorboard"), read_scalars(root / "part" / "tensorboard")
+    steps_per_it = 8 * 8
+    assert [s for s, _ in part["loss/total"]] == [2 * steps_per_it, 4 * steps_per_it]
+    for tag in ("loss/total", "ppo/learning_rate", "eval/return"):
+        np.testing.assert_allclose([v for _, v in part[tag]], [v for _, v in full[tag]], rtol=1e-6)
+
+
+def test_resume_after_a_crash_purges_events_past_the_checkpoint(tmp_path):
+    smoke = ["env=stub", "algo=jax_smoke", "trainer.log_every=2", "trainer.checkpoint_every=2", "trainer.progress=false"]
+    run = tmp_path / "run"
+    assert make_trainer(smoke + ["trainer.iterations=4"], run).run() == 0
+    shutil.rmtree(run / "checkpoints" / "latest" / "4")  # as if the process died before saving it
+    resumed = make_trainer(smoke + ["trainer.iterations=6", f"trainer.resume={run}"], tmp_path / "hydra")
+    assert resumed.run() == 0
+    points = read_scalars(run / "tensorboard")["param_w_mean"]
+    assert [s for s, _ in points] == [2, 4, 6]
+    # Each point is the chunk's mean over its two iterations: (-1e-5 - 2e-5) / 2, ...
+    np.testing.assert_allclose([v for _, v in points], [-1.5e-5, -3.5e-5, -5.5e-5], rtol=1e-4)
+
+
+def test_truncated_checkpoint_is_reported_and_the_previous_one_used(tmp_path, caplog):
+    run = tmp_path / "run"
+    smoke = ["env=stub", "algo=jax_smoke", "trainer.iterations=4", "trainer.log_every=2",
+             "trainer.checkpoint_every=2", "trainer.progress=false"]
+    trainer = make_trainer(smoke, run)
+    assert trainer.run() == 0
+    newest = run / "checkpoints" / "latest" / "4" / "state"
+    for f in [f for f in newest.rglob("*") if f.is_file()]:  # every array file cut in half
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with caplog.at_level("WARNING"):
+        state, meta, step = restore_latest(run, trainer)
+    assert step == 2
+    assert "step 4" in caplog.text and "incomplete or corrupt" in caplog.text
+    np.testing.assert_allclose(np.asarray(state["params"]["w"]), -2e-5, rtol=1e-4)
+
+
+def test_missing_resume_path_is_a_clear_error(tmp_path):
+    from wildrobot.config import ConfigError
+
+    trainer = make_trainer(["env=stub", "algo=jax_smoke", f"trainer.resume={tmp_path / 'nope'}"], tmp_path / "r")
+    with pytest.raises(ConfigError, match="does not exist"):
+        trainer.run()
+
+
+def test_resume_with_another_network_size_names_the_differing_keys(ppo_runs):
+    root, _ = ppo_runs
+    trainer = make_trainer(TINY_PPO + ["trainer.log_every=2", "trainer.iterations=6", "algo.policy.hidden_sizes=[32]",
+                                       f"trainer.resume={root / 'full'}"], root / "other")
+    with pytest.raises(CheckpointError) as err:
+        trainer.run()
+    assert "algo.policy.hidden_sizes" in str(err.value) and "[16]" in str(err.value)
+
+
+def test_resume_with_another_env_is_refused(ppo_runs):
+    root, _ = ppo_runs
+    trainer = make_trainer(["env=wildrobot", "algo=ppo", "trainer.progress=false",
+                            f"trainer.resume={root / 'full'}"], root / "other_env")
+    with pytest.raises(CheckpointError, match="env 'stub'"):
+        trainer.run()

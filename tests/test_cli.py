@@ -1,0 +1,104 @@
+"""The real CLI in a subprocess: single run, multirun sweeps, bad input, Ctrl-C and resume."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, TINY_PPO, run_cli
+from wildrobot.train.logging import read_scalars
+
+
+def only_run_dir(root):
+    runs = [p.parent.parent for p in root.glob("outputs/*/*/checkpoints/latest")]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_jax_smoke_prints_update_and_writes_checkpoint_and_tensorboard(tmp_path):
+    res = run_cli(["algo=jax_smoke", "env=stub"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Updated param w mean: -1e-05" in res.stdout
+    run = only_run_dir(tmp_path)
+    assert (run / "checkpoints" / "latest" / "1").is_dir()
+    assert read_scalars(run / "tensorboard")["param_w_mean"][0][0] == 1
+    assert str(run / "checkpoints") in res.stdout and "tensorboard" in res.stdout
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    res = run_cli(["--cfg", "job", "algo=ppo_amp", "trainer.num_envs=512"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "num_envs: 512" in res.stdout and "style_reward_weight" in res.stdout
+
+
+def test_multirun_sweep_writes_one_folder_per_job(tmp_path):
+    res = run_cli(["-m", "algo=jax_smoke", "env=stub", "seed=0,1,2", "trainer.progress=false"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    jobs = sorted(p.parents[2].name for p in tmp_path.glob("multirun/*/*/*/checkpoints/latest/1"))
+    assert jobs == ["0", "1", "2"]
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
+    res = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "algo=jax_smoke", "env=stub",
+                   "seed=0,1", "trainer.progress=false"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert len(list(tmp_path.glob("multirun/*/*/*/checkpoints/latest/1"))) == 2
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [("trainer.num_envs=0", "trainer.num_envs"), ("+trainer.anything=1", "trainer.anything"),
+     ("algo.learning_rate=-1", "algo.learning_rate")],
+)
+def test_bad_override_exits_2_with_a_message_before_compiling(tmp_path, override, expected):
+    res = run_cli(["algo=jax_smoke", "env=stub", override], cwd=tmp_path)
+    assert res.returncode == 2
+    assert expected in res.stderr and "Config error" in res.stderr
+    assert not list(tmp_path.glob("outputs/*/*/checkpoints"))
+
+
+def test_ppo_amp_says_it_is_not_built(tmp_path):
+    res = run_cli(["algo=ppo_amp", "env=stub", "trainer.num_envs=512"], cwd=tmp_path)
+    assert res.returncode == 3
+    assert "not built yet" in res.stdout
+
+
+def test_ctrl_c_saves_a_complete_checkpoint_that_resumes(tmp_path):
+    args = TINY_PPO + ["trainer.iterations=100000", "trainer.log_every=2", "trainer.checkpoint_every=1000",
+                       "trainer.eval_every=0", "hydra.run.dir=run"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.time() + 180
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("it ") or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    text = "".join(lines) + out
+    assert proc.returncode == 130, text
+    assert "SIGINT" in text and "checkpoint saved" in text
+    latest = tmp_path / "run" / "checkpoints" / "latest"
+    steps = sorted(int(p.name) for p in latest.iterdir() if p.name.isdigit())
+    assert steps and steps[-1] % 2 == 0
+    assert not [p for p in (tmp_path / "run").rglob("*") if "tmp" in p.name], "temporary folders left behind"
+
+    target = steps[-1] + 2
+    res = run_cli(TINY_PPO + [f"trainer.iterations={target}", "trainer.log_every=2", "trainer.eval_every=0",
+                              "trainer.resume=run", "hydra.run.dir=resume"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"from iteration {steps[-1]}" in res.stdout
+    assert (latest / str(target)).is_dir()
+
+
+def test_resume_latest_finds_the_newest_run(tmp_path):
+    first = run_cli(["algo=jax_smoke", "env=stub", "trainer.iterations=2"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    res = run_cli(["algo=jax_smoke", "env=stub", "trainer.iterations=3", "trainer.resume=latest"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "from iteration 2" in res.stdout and "Updated param w mean: -3e-05" in res.stdout

@@ -1,0 +1,93 @@
+"""Every config composes; each kind of bad override stops the run with a message naming it."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from conftest import CONF, compose, typed_config
+from wildrobot.config import Config, ConfigError, PPOAMPConfig, PPOConfig, SmokeConfig, TrainerConfig
+
+ENVS = sorted(p.stem for p in (CONF / "env").glob("*.yaml"))
+ALGOS = sorted(p.stem for p in (CONF / "algo").glob("*.yaml"))
+TRAINERS = sorted(p.stem for p in (CONF / "trainer").glob("*.yaml"))
+
+
+def test_config_groups_hold_the_expected_options():
+    assert {"stub", "wildrobot"} <= set(ENVS)
+    assert ALGOS == ["jax_smoke", "ppo", "ppo_amp"]
+    assert {"default", "verify", "gpu"} <= set(TRAINERS)
+
+
+@pytest.mark.parametrize("env,algo,trainer", list(itertools.product(ENVS, ALGOS, TRAINERS)))
+def test_every_combination_composes_to_typed_objects(env, algo, trainer):
+    cfg = typed_config([f"env={env}", f"algo={algo}", f"trainer={trainer}"])
+    assert isinstance(cfg, Config)
+    assert isinstance(cfg.trainer, TrainerConfig)
+    assert cfg.env.name == env and cfg.algo.name == algo
+    expected = {"jax_smoke": SmokeConfig, "ppo": PPOConfig, "ppo_amp": PPOAMPConfig}[algo]
+    assert type(cfg.algo) is expected
+
+
+def test_defaults_are_ppo_on_wildrobot_and_smoke_makes_one_update():
+    cfg = typed_config([])
+    assert (cfg.env.name, cfg.algo.name, cfg.trainer.mode) == ("wildrobot", "ppo", "train")
+    smoke = typed_config(["algo=jax_smoke"])
+    assert smoke.trainer.iterations == 1 and smoke.algo.learning_rate == pytest.approx(1e-3)
+    assert typed_config(["algo=jax_smoke", "trainer.iterations=4"]).trainer.iterations == 4
+
+
+def test_ppo_amp_composes_with_512_envs():
+    cfg = typed_config(["algo=ppo_amp", "trainer.num_envs=512"])
+    assert cfg.trainer.num_envs == 512 and cfg.algo.style_reward_weight == pytest.approx(0.5)
+
+
+def test_wrong_type_is_rejected_with_the_key():
+    with pytest.raises((ConfigCompositionException, ValidationError)) as err:
+        compose(["trainer.num_envs=many"])
+    text = str(err.value) + str(err.value.__cause__)
+    assert "num_envs" in text and "many" in text
+
+
+@pytest.mark.parametrize("override,key", [("+trainer.anything=1", "trainer.anything"), ("+algo.lr=0.1", "algo.lr"),
+                                          ("+bogus=2", "bogus")])
+def test_unknown_key_is_rejected_and_allowed_keys_listed(override, key):
+    with pytest.raises(ConfigError) as err:
+        typed_config([override])
+    msg = str(err.value)
+    assert f"unknown config key '{key}'" in msg and "Allowed keys" in msg
+
+
+@pytest.mark.parametrize(
+    "overrides,key,allowed",
+    [
+        (["trainer.num_envs=0"], "trainer.num_envs", ">= 1"),
+        (["algo.learning_rate=-0.1"], "algo.learning_rate", "> 0"),
+        (["trainer.num_envs=10", "algo.unroll_length=3", "algo.num_minibatches=4"], "algo.num_minibatches", "divisor"),
+        (["trainer.iterations=15", "trainer.log_every=10"], "trainer.iterations", "multiple"),
+        (["trainer.eval_every=15", "trainer.log_every=10"], "trainer.eval_every", "multiple"),
+        (["algo.lr_schedule=cosine"], "algo.lr_schedule", "adaptive_kl"),
+        (["algo.policy.activation=gelu2"], "algo.policy.activation", "elu"),
+        (["algo.discount=1.5"], "algo.discount", "(0, 1]"),
+    ],
+)
+def test_impossible_values_name_key_value_and_what_is_allowed(overrides, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        typed_config(overrides)
+    msg = str(err.value)
+    assert f"'{key}'" in msg and allowed in msg
+    bad = overrides[-1].split("=", 1)[1] if key in overrides[-1] else None
+    if bad is not None:
+        assert bad.strip("-") in msg
+
+
+def test_unknown_algo_lists_the_available_ones():
+    with pytest.raises(ConfigCompositionException) as err:
+        compose(["algo=sac"])
+    msg = str(err.value)
+    assert "algo/sac" in msg
+    for name in ("jax_smoke", "ppo", "ppo_amp"):
+        assert name in msg

@@ -1,0 +1,50 @@
+"""Auto-reset, truncation vs termination, and the finished episode's statistics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wildrobot.config import StubEnvConfig
+from wildrobot.envs.stub import StubEnv
+from wildrobot.envs.wrappers import termination, wrap_for_training
+
+
+@pytest.fixture(scope="module")
+def batched():
+    env = wrap_for_training(StubEnv(StubEnvConfig(episode_length=5)))
+    return env, jax.jit(env.reset), jax.jit(env.step)
+
+
+def test_time_limit_is_truncation_not_termination(batched):
+    env, reset, step = batched
+    state = reset(jax.random.split(jax.random.key(0), 3))
+    state = state.replace(info=dict(state.info, command=jnp.zeros((3, 2))))
+    state = state.replace(data={**state.data, "velocity": jnp.zeros((3, 2))})
+    for i in range(5):
+        state = step(state, jnp.zeros((3, 2)))
+        expect = 1.0 if i == 4 else 0.0
+        np.testing.assert_array_equal(state.done, expect)
+        np.testing.assert_array_equal(state.info["truncation"], expect)
+        np.testing.assert_array_equal(termination(state), 0.0)
+    np.testing.assert_array_equal(state.info["episode_metrics"]["length"], 5.0)
+    np.testing.assert_array_equal(state.info["steps"], 0)
+
+
+def test_fall_terminates_resets_and_keeps_episode_stats(batched):
+    env, reset, step = batched
+    state = reset(jax.random.split(jax.random.key(1), 2))
+    # Env 0 is pushed past max_speed; env 1 is left alone.
+    fast = state.data["velocity"].at[0].set(jnp.array([10.0, 0.0]))
+    state = state.replace(data={**state.data, "velocity": fast})
+    before = state.info["reset_rng"]
+    state = step(state, jnp.zeros((2, 2)))
+    np.testing.assert_array_equal(state.done, [1.0, 0.0])
+    np.testing.assert_array_equal(termination(state), [1.0, 0.0])
+    assert float(state.info["episode_metrics"]["fall"][0]) == 1.0
+    assert float(state.info["episode_metrics"]["length"][0]) == 1.0
+    assert float(state.info["episode_metrics"]["return"][0]) == pytest.approx(float(state.reward[0]))
+    # The final observation is the fallen state, the current one a fresh episode.
+    assert float(state.info["final_obs"]["actor"][0, 0]) == pytest.approx(10.0)
+    assert abs(float(state.obs["actor"][0, 0])) <= 0.5
+    assert not bool(jnp.all(jax.random.key_data(state.info["reset_rng"]) == jax.random.key_data(before)))

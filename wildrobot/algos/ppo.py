@@ -1,0 +1,291 @@
+"""Proximal Policy Optimisation (Schulman et al. 2017), as pure functions over one train state.
+
+One ``iteration`` = roll the batched env forward ``unroll_length`` steps with the current
+policy (``lax.scan``), compute GAE, then ``num_epochs`` passes of shuffled minibatch Adam
+updates of the clipped surrogate + value loss - entropy bonus. The runner scans a chunk of
+iterations inside one ``jit``; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from wildrobot.algos.gae import compute_gae
+from wildrobot.algos.networks import MLP
+from wildrobot.algos.normalize import RunningStats, init_stats, normalize, update_stats
+from wildrobot.config import PPOConfig
+from wildrobot.envs.core import State
+from wildrobot.envs.wrappers import BatchedEnv, termination
+
+_LOG_2PI_E = math.log(2.0 * math.pi * math.e)
+
+
+@flax.struct.dataclass
+class PPOState:
+    params: dict  # {"policy": ..., "log_std": [A], "value": ...}
+    opt_state: Any
+    obs_stats: dict  # {"actor": RunningStats, "critic": RunningStats}
+    env_state: State
+    key: jax.Array
+    iteration: jax.Array
+    learning_rate: jax.Array  # changes over time with the linear and adaptive_kl schedules
+
+
+def gaussian_log_prob(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    z = (x - mean) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * math.log(2.0 * math.pi), axis=-1)
+
+
+def gaussian_entropy(log_std: jax.Array) -> jax.Array:
+    return jnp.sum(log_std + 0.5 * _LOG_2PI_E, axis=-1)
+
+
+def gaussian_kl(mean_old, log_std_old, mean_new, log_std_new) -> jax.Array:
+    """KL(old || new) of diagonal Gaussians, summed over action dimensions."""
+    var_old, var_new = jnp.exp(2 * log_std_old), jnp.exp(2 * log_std_new)
+    return jnp.sum(log_std_new - log_std_old + (var_old + (mean_old - mean_new) ** 2) / (2 * var_new) - 0.5, axis=-1)
+
+
+def ppo_loss(params, batch: dict, apply_policy, apply_value, cfg: PPOConfig) -> tuple[jax.Array, dict]:
+    """Clipped surrogate + (optionally clipped) value loss - entropy bonus, on one minibatch.
+
+    ``batch`` holds normalised observations ("actor", "critic"), the sampled "action", its
+    behaviour "log_prob", the rollout-time "value", and "advantage" and "target" from GAE."""
+    mean = apply_policy(params["policy"], batch["actor"])
+    log_std = params["log_std"]
+    log_prob = gaussian_log_prob(batch["action"], mean, log_std)
+    log_ratio = log_prob - batch["log_prob"]
+    ratio = jnp.exp(log_ratio)
+
+    adv = batch["advantage"]
+    if cfg.normalize_advantages:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - cfg.clip_epsilon, 1 + cfg.clip_epsilon) * adv)
+    policy_loss = -jnp.mean(surrogate)
+
+    value = apply_value(params["value"], batch["critic"])
+    value_error = (value - batch["target"]) ** 2
+    if cfg.clip_value_loss:
+        clipped = batch["value"] + jnp.clip(value - batch["value"], -cfg.clip_epsilon, cfg.clip_epsilon)
+        value_error = jnp.maximum(value_error, (clipped - batch["target"]) ** 2)
+    value_loss = 0.5 * jnp.mean(value_error)
+
+    entropy = jnp.mean(gaussian_entropy(log_std))
+    total = policy_loss + cfg.value_loss_coef * value_loss - cfg.entropy_coef * entropy
+    metrics = {
+        "loss/policy": policy_loss,
+        "loss/value": value_loss,
+        "loss/entropy": entropy,
+        "loss/total": total,
+        "ppo/approx_kl": jnp.mean((ratio - 1) - log_ratio),
+        "ppo/clip_fraction": jnp.mean((jnp.abs(ratio - 1) > cfg.clip_epsilon).astype(jnp.float32)),
+        "ppo/kl": jnp.mean(gaussian_kl(batch["action_mean"], batch["log_std"], mean, log_std)),
+    }
+    return total, metrics
+
+
+class PPO:
+    best_metric = "eval/return"
+
+    def __init__(self, cfg: PPOConfig, env: BatchedEnv, num_envs: int, total_iterations: int,
+                 eval_env: BatchedEnv | None = None):
+        self.cfg = cfg
+        self.env = env
+        self.eval_env = eval_env
+        self.num_envs = num_envs
+        self.total_iterations = total_iterations
+        self.env_steps_per_iteration = num_envs * cfg.unroll_length
+        self.critic_key = "critic" if cfg.privileged_critic else "actor"
+        self.policy_net = MLP(tuple(cfg.policy.hidden_sizes), env.action_size, cfg.policy.activation, out_scale=0.01)
+        self.value_net = MLP(tuple(cfg.value.hidden_sizes), 1, cfg.value.activation)
+        self.optimizer = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.scale_by_adam())
+
+    # -- networks -----------------------------------------------------------------------------
+    def apply_policy(self, policy_params, actor_obs: jax.Array) -> jax.Array:
+        return self.policy_net.apply(policy_params, actor_obs)
+
+    def apply_value(self, value_params, critic_obs: jax.Array) -> jax.Array:
+        return self.value_net.apply(value_params, critic_obs)[..., 0]
+
+    def deterministic_action(self, params: dict, obs_stats: dict, actor_obs: jax.Array) -> jax.Array:
+        """The deployable policy: normalise the raw actor observation, take the mean, clip."""
+        return jnp.clip(self.apply_policy(params["policy"], normalize(obs_stats["actor"], actor_obs)), -1, 1)
+
+    def _normalized(self, stats: dict, obs: dict) -> dict:
+        if not self.cfg.normalize_observations:
+            return {"actor": obs["actor"], "critic": obs[self.critic_key]}
+        return {
+            "actor": normalize(stats["actor"], obs["actor"]),
+            "critic": normalize(stats["critic"], obs[self.critic_key]),
+        }
+
+    # -- init ---------------------------------------------------------------------------------
+    def init(self, key: jax.Array) -> PPOState:
+        key, k_policy, k_value, k_env = jax.random.split(key, 4)
+        sizes = self.env.observation_size
+        critic_size = sizes[self.critic_key]
+        params = {
+            "policy": self.policy_net.init(k_policy, jnp.zeros(sizes["actor"])),
+            "log_std": jnp.full(self.env.action_size, self.cfg.init_log_std, jnp.float32),
+            "value": self.value_net.init(k_value, jnp.zeros(critic_size)),
+        }
+        env_state = self.env.reset(jax.random.split(k_env, self.num_envs))
+        return PPOState(
+            params=params,
+            opt_state=self.optimizer.init(params),
+            obs_stats={"actor": init_stats(sizes["actor"]), "critic": init_stats(critic_size)},
+            env_state=env_state,
+            key=key,
+            iteration=jnp.zeros((), jnp.int32),
+            learning_rate=jnp.asarray(self.cfg.learning_rate, jnp.float32),
+        )
+
+    # -- one iteration ------------------------------------------------------------------------
+    def rollout(self, state: PPOState, key: jax.Array) -> tuple[State, dict, dict]:
+        params, stats = state.params, state.obs_stats
+
+        def one_step(env_state: State, step_key):
+            obs = self._normalized(stats, env_state.obs)
+            mean = self.apply_policy(params["policy"], obs["actor"])
+            noise = jax.random.normal(step_key, mean.shape)
+            action = mean + jnp.exp(params["log_std"]) * noise
+            nxt = self.env.step(env_state, jnp.clip(action, -1.0, 1.0))
+            transition = {
+                "obs": env_state.obs,
+                "final_obs": nxt.info["final_obs"],
+                "action": action,
+                "action_mean": mean,
+                "log_prob": gaussian_log_prob(action, mean, params["log_std"]),
+                "reward": nxt.reward * self.cfg.reward_scale,
+                "done": nxt.done,
+                "termination": termination(nxt),
+            }
+            ended = nxt.info["episode_done"]
+            summary = {f"env/{k}": jnp.mean(v) for k, v in nxt.metrics.items()}
+            summary["episode/count"] = jnp.sum(ended)
+            for k, v in nxt.info["episode_metrics"].items():
+                summary[f"episode/{k}"] = jnp.sum(v * ended)
+            return nxt, (transition, summary)
+
+        keys = jax.random.split(key, self.cfg.unroll_length)
+        env_state, (traj, summary) = jax.lax.scan(one_step, state.env_state, keys)
+        # Average per iteration; episode sums become means over the episodes that ended.
+        count = jnp.sum(summary["episode/count"])
+        metrics = {}
+        for k, v in summary.items():
+            if k == "episode/count":
+                metrics[k] = count
+            elif k.startswith("episode/"):
+                metrics[k] = jnp.sum(v) / jnp.maximum(count, 1.0)
+            else:
+                metrics[k] = jnp.mean(v)
+        return env_state, traj, metrics
+
+    def iteration(self, state: PPOState) -> tuple[PPOState, dict]:
+        cfg = self.cfg
+        key, k_rollout, k_epochs = jax.random.split(state.key, 3)
+        env_state, traj, metrics = self.rollout(state, k_rollout)
+
+        params, stats = state.params, state.obs_stats
+        obs = self._normalized(stats, traj["obs"])
+        final_obs = self._normalized(stats, traj["final_obs"])
+        values = self.apply_value(params["value"], obs["critic"])
+        next_values = self.apply_value(params["value"], final_obs["critic"])
+        advantages, targets = compute_gae(
+            traj["reward"], values, next_values, traj["termination"], traj["done"], cfg.discount, cfg.gae_lambda
+        )
+
+        batch = {
+            "actor": obs["actor"],
+            "critic": obs["critic"],
+            "action": traj["action"],
+            "action_mean": traj["action_mean"],
+            "log_std": jnp.broadcast_to(params["log_std"], traj["action"].shape),
+            "log_prob": traj["log_prob"],
+            "value": values,
+            "advantage": advantages,
+            "target": targets,
+        }
+        batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+        batch_size = batch["value"].shape[0]
+        mb_size = batch_size // cfg.num_minibatches
+
+        lr = self._scheduled_lr(state)
+
+        def minibatch_step(carry, mb):
+            params, opt_state, lr = carry
+            grads, mb_metrics = jax.grad(ppo_loss, has_aux=True)(params, mb, self.apply_policy, self.apply_value, cfg)
+            updates, opt_state = self.optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, updates))
+            if cfg.lr_schedule == "adaptive_kl":
+                kl = mb_metrics["ppo/kl"]
+                lr = jnp.where(kl > 2.0 * cfg.desired_kl, lr / 1.5, jnp.where(kl < 0.5 * cfg.desired_kl, lr * 1.5, lr))
+                lr = jnp.clip(lr, 1e-5, 1e-2)
+            mb_metrics["optim/grad_norm"] = optax.tree.norm(grads)
+            return (params, opt_state, lr), mb_metrics
+
+        def epoch(carry, epoch_key):
+            perm = jax.random.permutation(epoch_key, batch_size)
+            shuffled = jax.tree.map(lambda x: x[perm].reshape((cfg.num_minibatches, mb_size) + x.shape[1:]), batch)
+            return jax.lax.scan(minibatch_step, carry, shuffled)
+
+        (params, opt_state, lr), update_metrics = jax.lax.scan(
+            epoch, (params, state.opt_state, lr), jax.random.split(k_epochs, cfg.num_epochs)
+        )
+        metrics.update(jax.tree.map(jnp.mean, update_metrics))
+
+        # The normaliser moves after the update, so every ratio above used the rollout's statistics.
+        if cfg.normalize_observations:
+            stats = {
+                "actor": update_stats(stats["actor"], traj["obs"]["actor"]),
+                "critic": update_stats(stats["critic"], traj["obs"][self.critic_key]),
+            }
+        flat_targets = targets.reshape(-1)
+        metrics["ppo/explained_variance"] = 1.0 - jnp.var(flat_targets - values.reshape(-1)) / (jnp.var(flat_targets) + 1e-8)
+        metrics["ppo/learning_rate"] = lr
+        metrics["ppo/action_std"] = jnp.mean(jnp.exp(params["log_std"]))
+        new_state = PPOState(params, opt_state, stats, env_state, key, state.iteration + 1, lr)
+        return new_state, metrics
+
+    def _scheduled_lr(self, state: PPOState) -> jax.Array:
+        if self.cfg.lr_schedule == "linear":
+            frac = 1.0 - state.iteration.astype(jnp.float32) / self.total_iterations
+            return jnp.asarray(self.cfg.learning_rate * jnp.maximum(frac, 0.0), jnp.float32)
+        return state.learning_rate  # constant, or adapted by the KL rule
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, state: PPOState, key: jax.Array) -> dict | None:
+        """Deterministic policy on its own env batch for one episode (stops counting at the first end)."""
+        if self.eval_env is None:
+            return None
+        env = self.eval_env
+        steps = self.cfg.eval_steps or env.episode_length
+        env_state = env.reset(jax.random.split(key, self.cfg.num_eval_envs))
+
+        def one_step(carry, _):
+            env_state, alive, totals = carry
+            action = self.deterministic_action(state.params, state.obs_stats, env_state.obs["actor"])
+            nxt = env.step(env_state, action)
+            totals = {
+                "return": totals["return"] + alive * nxt.reward,
+                "length": totals["length"] + alive,
+                "fall": totals["fall"] + alive * termination(nxt),
+                **{k: totals[k] + alive * nxt.metrics[k] for k in totals if k.startswith("tracking/")},
+            }
+            return (nxt, alive * (1.0 - nxt.done), totals), None
+
+        zeros = jnp.zeros(self.cfg.num_eval_envs)
+        totals = {"return": zeros, "length": zeros, "fall": zeros}
+        totals.update({k: zeros for k in env_state.metrics if k.startswith("tracking/")})
+        (_, _, totals), _ = jax.lax.scan(one_step, (env_state, jnp.ones_like(zeros), totals), None, length=steps)
+        length = jnp.maximum(totals["length"], 1.0)
+        out = {"eval/return": jnp.mean(totals["return"]), "eval/length": jnp.mean(totals["length"]),
+               "eval/fall_rate": jnp.mean(totals["fall"])}
+        out.update({f"eval/{k}": jnp.mean(totals[k] / length) for k in totals if k.startswith("tracking/")})
+        return out

@@ -1,0 +1,117 @@
+"""Batching, episode limits, auto-reset and episode statistics around a single ``Env``.
+
+``wrap_for_training(env, episode_length)`` returns a ``BatchedEnv`` whose ``reset(keys)`` and
+``step(state, actions)`` work on a leading batch axis. On top of the env's own ``info`` it keeps:
+
+- ``steps``: control steps into the current episode;
+- ``truncation``: 1.0 when this step hit the time limit without a fall (bootstrap the value);
+- ``final_obs``: the observation the step produced BEFORE an auto-reset replaced it, so the
+  value of a truncated episode's last state can be bootstrapped exactly;
+- ``episode_metrics`` / ``episode_done``: the sums (``return``, ``length``, every ``reward/*``
+  term, and ``fall``) of the episode that finished at this step, kept until the next one ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from wildrobot.envs.core import Env, State
+
+WRAPPER_KEYS = ("steps", "truncation", "final_obs", "episode_metrics", "episode_done", "reset_rng", "running")
+
+
+def _episode_keys(metrics: dict[str, jax.Array]) -> list[str]:
+    return [k for k in metrics if k.startswith("reward/") or k in ("fall", "nonfinite")]
+
+
+def _select(mask: jax.Array, on_true: Any, on_false: Any) -> Any:
+    return jax.tree.map(lambda a, b: jnp.where(mask, a, b), on_true, on_false)
+
+
+@dataclass(frozen=True)
+class BatchedEnv:
+    env: Env
+    episode_length: int
+
+    @property
+    def observation_size(self) -> dict[str, int]:
+        return self.env.observation_size
+
+    @property
+    def action_size(self) -> int:
+        return self.env.action_size
+
+    @property
+    def dt(self) -> float:
+        return self.env.dt
+
+    def reset(self, keys: jax.Array) -> State:
+        return jax.vmap(self._reset_one)(keys)
+
+    def step(self, state: State, actions: jax.Array) -> State:
+        return jax.vmap(self._step_one)(state, actions)
+
+    # -- one environment ----------------------------------------------------------------------
+    def _reset_one(self, key: jax.Array) -> State:
+        key, reset_key = jax.random.split(key)
+        state = self.env.reset(reset_key)
+        episode = {k: jnp.zeros(()) for k in ["return", "length", *_episode_keys(state.metrics)]}
+        info = dict(
+            state.info,
+            steps=jnp.zeros((), jnp.int32),
+            truncation=jnp.zeros(()),
+            final_obs=state.obs,
+            episode_metrics=episode,
+            running=episode,
+            episode_done=jnp.zeros(()),
+            reset_rng=key,
+        )
+        return state.replace(info=info)
+
+    def _step_one(self, state: State, action: jax.Array) -> State:
+        own = {k: state.info[k] for k in WRAPPER_KEYS}
+        inner = state.replace(info={k: v for k, v in state.info.items() if k not in WRAPPER_KEYS})
+        nxt = self.env.step(inner, action)
+
+        steps = own["steps"] + 1
+        terminated = nxt.done > 0
+        truncated = jnp.logical_and(steps >= self.episode_length, jnp.logical_not(terminated))
+        done = jnp.logical_or(terminated, truncated)
+
+        running = {k: own["running"][k] + nxt.metrics[k] for k in own["running"] if k.startswith("reward/")}
+        running["return"] = own["running"]["return"] + nxt.reward
+        running["length"] = own["running"]["length"] + 1.0
+        for k in ("fall", "nonfinite"):
+            if k in own["running"]:
+                running[k] = own["running"][k] + nxt.metrics[k]
+        running = {k: running[k] for k in own["running"]}  # keep the carry's key order
+
+        reset_rng, key = jax.random.split(own["reset_rng"])
+        fresh = self.env.reset(key)
+        after = _select(done, fresh.replace(reward=nxt.reward, done=nxt.done, metrics=nxt.metrics), nxt)
+
+        zeros = jax.tree.map(jnp.zeros_like, running)
+        info = dict(
+            after.info,
+            steps=jnp.where(done, 0, steps),
+            truncation=truncated.astype(jnp.float32),
+            final_obs=nxt.obs,
+            episode_metrics=_select(done, running, own["episode_metrics"]),
+            running=_select(done, zeros, running),
+            episode_done=done.astype(jnp.float32),
+            reset_rng=reset_rng,
+        )
+        return after.replace(done=done.astype(jnp.float32), info=info)
+
+
+def wrap_for_training(env: Env, episode_length: int | None = None) -> BatchedEnv:
+    return BatchedEnv(env, episode_length or env.episode_length)
+
+
+def termination(state: State) -> jax.Array:
+    """1.0 where the episode ended by a fall or blow-up (no bootstrap), 0.0 on truncation."""
+    return state.done * (1.0 - state.info["truncation"])

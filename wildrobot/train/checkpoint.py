@@ -1,0 +1,146 @@
+"""Orbax checkpoints behind one small class.
+
+Layout under a run directory::
+
+    checkpoints/latest/<iteration>/   the newest ``keep`` checkpoints (cadence, end, Ctrl-C)
+    checkpoints/best/<iteration>/     the one with the best evaluation metric so far
+
+Two managers, so keeping the best can never delete the latest. Each checkpoint is one
+composite: ``state`` (the algorithm's whole carry) and ``meta`` (JSON: resolved config, package
+versions, git revision, env and algo names, iteration, and the state's shape signature).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import subprocess
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Optional
+
+import jax
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "mujoco", "mujoco-mjx", "orbax-checkpoint", "hydra-core", "wildrobot")
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint, or one that does not fit the current config."""
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_revision() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return rev.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def state_signature(tree: Any) -> list[str]:
+    """'path shape dtype' per leaf: two states with equal signatures can be restored onto each other."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return [f"{jax.tree_util.keystr(path)} {tuple(leaf.shape)} {leaf.dtype}" for path, leaf in leaves]
+
+
+class Checkpointer:
+    def __init__(self, directory: Path, keep: int):
+        self.directory = Path(directory).absolute()  # Orbax fails on relative paths in its threads
+        options = dict(create=True, cleanup_tmp_directories=True, enable_async_checkpointing=False)
+        self.latest = ocp.CheckpointManager(self.directory / "latest", options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options))
+        self.best = ocp.CheckpointManager(self.directory / "best", options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
+        self.best_value = self._stored_best_value()
+
+    def _stored_best_value(self) -> float:
+        step = self.best.latest_step()
+        if step is None:
+            return -math.inf
+        try:
+            meta = self.best.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            return float(meta.get("best_value", -math.inf))
+        except Exception:  # an unreadable best checkpoint is simply replaced by the next good one
+            return -math.inf
+
+    def save(self, step: int, state: Any, meta: dict) -> Path:
+        meta = dict(meta, step=step, state_signature=state_signature(state))
+        if step not in self.latest.all_steps():
+            self.latest.save(step, args=_save_args(state, meta), force=True)
+            self.latest.wait_until_finished()
+        return self.directory / "latest" / str(step)
+
+    def save_if_best(self, step: int, state: Any, meta: dict, value: float) -> bool:
+        if not (value > self.best_value):  # also false for NaN
+            return False
+        self.best_value = value
+        meta = dict(meta, step=step, best_value=value, state_signature=state_signature(state))
+        self.best.save(step, args=_save_args(state, meta), force=True)
+        self.best.wait_until_finished()
+        return True
+
+    def steps(self) -> list[int]:
+        return sorted(self.latest.all_steps())
+
+    def read_meta(self, step: int) -> dict:
+        return self.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+    def restore_newest(self, target: Any, step: Optional[int] = None, manager: str = "latest",
+                       config_diff: str = "") -> tuple[Any, dict, int]:
+        """Restore the newest complete checkpoint (or ``step``) onto ``target`` (an abstract
+        ``jax.eval_shape`` tree, so optax namedtuples and typed keys come back typed). A
+        checkpoint that fails to read is reported by step and the previous one is tried."""
+        mngr = self.latest if manager == "latest" else self.best
+        steps = sorted(mngr.all_steps(), reverse=True)
+        if step is not None:
+            if step not in steps:
+                raise CheckpointError(f"no checkpoint at step {step} in {mngr.directory}; found steps {sorted(steps)}")
+            steps = [step]
+        if not steps:
+            raise CheckpointError(f"no checkpoint found in {mngr.directory}")
+        failures = []
+        for s in steps:
+            try:
+                meta = mngr.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            except Exception as e:  # noqa: BLE001 - any unreadable file means an incomplete checkpoint
+                failures.append(f"step {s}: metadata unreadable ({type(e).__name__}: {str(e)[:200]})")
+                continue
+            if meta.get("state_signature") != state_signature(target):
+                raise CheckpointError(_signature_mismatch(meta, s) + config_diff)
+            try:
+                restored = mngr.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+            except Exception as e:  # noqa: BLE001
+                failures.append(f"step {s}: state unreadable ({type(e).__name__}: {str(e)[:200]})")
+                continue
+            for failure in failures:
+                log.warning("checkpoint %s is incomplete or corrupt; using step %d instead", failure, s)
+            return restored["state"], meta, s
+        raise CheckpointError("no complete checkpoint in " + str(mngr.directory) + ":\n  " + "\n  ".join(failures))
+
+    def close(self) -> None:
+        for mngr in (self.latest, self.best):
+            mngr.wait_until_finished()
+            mngr.close()
+
+
+def _save_args(state: Any, meta: dict) -> ocp.args.Composite:
+    return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+
+
+def _signature_mismatch(meta: dict, step: int) -> str:
+    return (
+        f"the checkpoint at step {step} holds a train state of another shape than this config builds "
+        f"(env '{meta.get('env')}', algo '{meta.get('algo')}'). Resume with the same env, algorithm, "
+        f"network sizes and trainer.num_envs as the run that wrote it."
+    )

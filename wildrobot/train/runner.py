@@ -1,0 +1,287 @@
+"""The one training loop. It owns time and I/O only (compile once, run chunks, log, evaluate,
+checkpoint, resume, handle signals) and never knows which algorithm runs: trainers subclass
+``Trainer`` and return an algorithm from ``make_algorithm``."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from wildrobot.algos.base import Algorithm
+from wildrobot.config import Config, ConfigError
+from wildrobot.envs.core import Env
+from wildrobot.envs.factory import make_env
+from wildrobot.train.checkpoint import Checkpointer, CheckpointError, git_revision, package_versions
+from wildrobot.train.logging import TensorBoardLogger
+
+log = logging.getLogger(__name__)
+
+# Shown in the one-line summary per chunk, when the algorithm reports them.
+SUMMARY = (
+    ("return", "episode/return", "{:.2f}"),
+    ("len", "episode/length", "{:.0f}"),
+    ("vx_err", "env/tracking/vx_error", "{:.3f}"),
+    ("yaw_err", "env/tracking/yaw_rate_error", "{:.3f}"),
+    ("falls", "episode/fall", "{:.2f}"),
+    ("eval", "eval/return", "{:.2f}"),
+)
+# Config keys whose change on resume is expected (budget, cadence, where to resume from).
+RESUME_FREE_KEYS = ("trainer.iterations", "trainer.log_every", "trainer.checkpoint_every", "trainer.eval_every",
+                    "trainer.keep_checkpoints", "trainer.resume", "trainer.progress", "trainer.mode")
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if dataclasses.is_dataclass(d):
+        d = dataclasses.asdict(d)
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: list(d) if isinstance(d, tuple) else d}
+
+
+def config_differences(stored: dict, current: Config) -> list[str]:
+    old, new = flatten(stored), flatten(current)
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: checkpoint {old.get(k, '<absent>')!r} vs now {new.get(k, '<absent>')!r}"
+            for k in keys if old.get(k) != new.get(k) and k not in RESUME_FREE_KEYS]
+
+
+def reduce_chunk(metrics: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per-iteration metrics of one chunk -> one value each. Episode statistics are weighted by
+    how many episodes ended in each iteration; a chunk with none reports none."""
+    out = {}
+    counts = metrics.get("episode/count")
+    for k, v in metrics.items():
+        v = np.asarray(v, dtype=np.float64)
+        if k == "episode/count":
+            out[k] = float(v.sum())
+        elif k.startswith("episode/") and counts is not None:
+            total = float(np.sum(counts))
+            if total > 0:
+                out[k] = float(np.sum(v * counts) / total)
+        else:
+            out[k] = float(v.mean())
+    return out
+
+
+def resolve_resume(spec: str, search_root: Path, current_run_dir: Path) -> tuple[Path, Optional[int], str]:
+    """``trainer.resume`` -> (run dir, step or None for the newest, "latest" | "best")."""
+    if spec == "latest":
+        candidates = []
+        for pattern in ("outputs/*/*/checkpoints/latest", "multirun/*/*/*/checkpoints/latest"):
+            for d in search_root.glob(pattern):
+                run_dir = d.parent.parent
+                steps = [p for p in d.iterdir() if p.name.isdigit()]
+                if steps and run_dir.resolve() != current_run_dir.resolve():
+                    candidates.append((max(p.stat().st_mtime for p in steps), run_dir))
+        if not candidates:
+            raise ConfigError(f"trainer.resume=latest: no run with checkpoints under {search_root}/outputs or "
+                              f"{search_root}/multirun. Pass a run directory instead.")
+        return max(candidates)[1], None, "latest"
+    path = Path(spec).expanduser()
+    if not path.is_absolute():
+        path = search_root / path
+    if not path.exists():
+        raise ConfigError(f"trainer.resume={spec!r}: {path} does not exist. Give a run directory (it holds "
+                          f"checkpoints/), a checkpoint directory (checkpoints/latest/<step>), or 'latest'.")
+    path = path.resolve()
+    if path.name.isdigit() and path.parent.name in ("latest", "best"):
+        return path.parent.parent.parent, int(path.name), path.parent.name
+    if path.name in ("latest", "best") and path.parent.name == "checkpoints":
+        return path.parent.parent, None, path.name
+    if path.name == "checkpoints":
+        return path.parent, None, "latest"
+    if (path / "checkpoints").is_dir():
+        return path, None, "latest"
+    raise ConfigError(f"trainer.resume={spec!r}: {path} holds no checkpoints/ folder. Give the run directory "
+                      f"that a training run wrote (with checkpoints/ inside), a checkpoint directory, or 'latest'.")
+
+
+class StopRequest:
+    """Ctrl-C / SIGTERM set a flag; the loop saves a checkpoint at the next chunk boundary and exits.
+    A second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.signum: Optional[int] = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a threaded launcher): leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        tqdm.write(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the end of this chunk "
+                   f"(Ctrl-C again to abort without saving)", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+class Trainer:
+    """Shared by every trainer: env, seeded RNG, chunked jitted loop, cadence, logging, resume."""
+
+    def __init__(self, cfg: Config, run_dir: Path, search_root: Optional[Path] = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir).absolute()
+        self.search_root = Path(search_root or Path.cwd()).absolute()
+        self.trace_count = 0  # how often the chunk function was traced (1 = compiled once)
+        self.final_metrics: dict[str, float] = {}
+
+    # -- what a trainer provides ---------------------------------------------------------------
+    def make_algorithm(self, env: Env) -> Algorithm:
+        raise NotImplementedError
+
+    def on_finish(self, carry: Any, metrics: dict[str, float]) -> None:
+        """Called once after the loop (also after an interruption)."""
+
+    # -- the loop -----------------------------------------------------------------------------
+    def meta(self, algo: Algorithm) -> dict:
+        return {
+            "config": dataclasses.asdict(self.cfg),
+            "env": self.cfg.env.name,
+            "algo": self.cfg.algo.name,
+            "versions": package_versions(),
+            "git_revision": git_revision(),
+            "env_steps_per_iteration": algo.env_steps_per_iteration,
+        }
+
+    def global_step(self, algo: Algorithm, iteration: int) -> int:
+        """The TensorBoard step axis: env steps, or iterations for algorithms without an env."""
+        return iteration * (algo.env_steps_per_iteration or 1)
+
+    def run(self) -> int:
+        cfg, t = self.cfg, self.cfg.trainer
+        resume = resolve_resume(t.resume, self.search_root, self.run_dir) if t.resume else None
+        out_dir = resume[0] if resume else self.run_dir
+
+        env = make_env(cfg.env)
+        algo = self.make_algorithm(env)
+        key = jax.random.key(cfg.seed)
+        ckpt = Checkpointer(out_dir / "checkpoints", t.keep_checkpoints)
+        start = 0
+        if resume:
+            run_dir, step, manager = resume
+            abstract = jax.eval_shape(algo.init, key)
+            diff = self._resume_diff(ckpt, step, manager)
+            carry, meta, start = ckpt.restore_newest(abstract, step=step, manager=manager,
+                                                     config_diff=("\nKeys that differ:\n  " + "\n  ".join(diff)) if diff else "")
+            if diff:
+                log.warning("resuming with a config that differs from the checkpoint's:\n  %s", "\n  ".join(diff))
+            print(f"Resuming {run_dir} from iteration {start} (checkpoints and TensorBoard continue there)")
+        else:
+            carry = jax.jit(algo.init)(key)
+
+        steps_per_it = algo.env_steps_per_iteration
+        print(self._budget_line(algo, start))
+        # Purge what an interrupted run logged after its checkpoint (steps > start), keep the rest.
+        tb = TensorBoardLogger(out_dir / "tensorboard", purge_step=self.global_step(algo, start) + 1 if resume else None)
+        chunk_fn = jax.jit(self._make_chunk(algo), donate_argnums=0)
+        eval_fn = jax.jit(algo.evaluate)
+        meta = self.meta(algo)
+
+        it, exit_code, metrics = start, 0, {}
+        unit_total = (t.iterations - start) * (steps_per_it or 1)
+        bar = tqdm(total=unit_total, unit=" steps" if steps_per_it else " it", unit_scale=True, dynamic_ncols=True,
+                   disable=not t.progress or jax.process_index() != 0, file=sys.stderr)
+        try:
+            with StopRequest() as stop:
+                chunk_start = time.perf_counter()
+                while it < t.iterations and stop.signum is None:
+                    carry, chunk_metrics = chunk_fn(carry)
+                    metrics = reduce_chunk(jax.device_get(chunk_metrics))
+                    it += t.log_every
+                    now = time.perf_counter()
+                    metrics["perf/steps_per_second"] = t.log_every * steps_per_it / (now - chunk_start) if steps_per_it else 0.0
+                    metrics["perf/iteration"] = it
+                    if t.eval_every and it % t.eval_every == 0:
+                        evaluation = eval_fn(carry, jax.random.fold_in(jax.random.key(cfg.seed + 1), it))
+                        if evaluation is not None:
+                            metrics.update({k: float(v) for k, v in jax.device_get(evaluation).items()})
+                            best = algo.best_metric
+                            if best in metrics and ckpt.save_if_best(it, carry, meta, metrics[best]):
+                                metrics["eval/best"] = metrics[best]
+                    tb.scalars(metrics, self.global_step(algo, it))
+                    bar.update(t.log_every * (steps_per_it or 1))
+                    bar.write(self._summary_line(it, algo, metrics))
+                    if (t.checkpoint_every and it % t.checkpoint_every == 0) or it >= t.iterations or stop.signum:
+                        ckpt.save(it, carry, meta)
+                    chunk_start = time.perf_counter()
+                if stop.signum is not None:
+                    exit_code = 128 + stop.signum
+                    print(f"Stopped by {signal.Signals(stop.signum).name} at iteration {it}; checkpoint saved in "
+                          f"{out_dir / 'checkpoints' / 'latest' / str(it)}. Resume with trainer.resume={out_dir}")
+        finally:
+            bar.close()
+            tb.close()
+            ckpt.close()
+        self.final_metrics = metrics
+        print(f"Checkpoints: {out_dir / 'checkpoints'}\nTensorBoard: tensorboard --logdir {out_dir / 'tensorboard'}")
+        self.on_finish(carry, metrics)
+        return exit_code
+
+    def _make_chunk(self, algo: Algorithm):
+        length = self.cfg.trainer.log_every
+
+        def chunk(carry):
+            self.trace_count += 1  # runs only while tracing
+            return jax.lax.scan(lambda c, _: algo.iteration(c), carry, None, length=length)
+
+        return chunk
+
+    def _resume_diff(self, ckpt: Checkpointer, step: Optional[int], manager: str) -> list[str]:
+        mngr = ckpt.latest if manager == "latest" else ckpt.best
+        steps = sorted(mngr.all_steps(), reverse=True) if step is None else [step]
+        for s in steps:
+            try:
+                import orbax.checkpoint as ocp
+
+                meta = mngr.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            except Exception:  # noqa: BLE001 - reported by restore_newest
+                continue
+            if meta.get("env") != self.cfg.env.name or meta.get("algo") != self.cfg.algo.name:
+                raise CheckpointError(
+                    f"the checkpoint was written by env '{meta.get('env')}' with algo '{meta.get('algo')}', "
+                    f"but this run is env '{self.cfg.env.name}' with algo '{self.cfg.algo.name}'. "
+                    f"Resume with env={meta.get('env')} algo={meta.get('algo')}.")
+            return config_differences(meta.get("config", {}), self.cfg)
+        return []
+
+    def _budget_line(self, algo: Algorithm, start: int) -> str:
+        t = self.cfg.trainer
+        spi = algo.env_steps_per_iteration
+        what = f"{t.iterations} iterations"
+        if spi:
+            what += f" x {spi:,} env steps = {t.iterations * spi:,} env steps ({t.num_envs} envs)"
+        return (f"Training {self.cfg.algo.name} on {self.cfg.env.name}: {what}, from iteration {start}; "
+                f"chunks of {t.log_every} iterations; output in {self.run_dir}")
+
+    def _summary_line(self, it: int, algo: Algorithm, m: dict[str, float]) -> str:
+        parts = [f"it {it}/{self.cfg.trainer.iterations}"]
+        if algo.env_steps_per_iteration:
+            parts.append(f"steps {self.global_step(algo, it):,}")
+            parts.append(f"{m['perf/steps_per_second']:,.0f} sps")
+        for label, key, fmt in SUMMARY:
+            if key in m and math.isfinite(m[key]):
+                parts.append(f"{label} {fmt.format(m[key])}")
+        return " | ".join(parts)
