@@ -19,22 +19,15 @@ configure_jax()
 
 def compose(overrides: list[str]):
     """The DictConfig ``run.py`` would see for these overrides."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from wildrobot.config import compose_config
 
-    from wildrobot.config import register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides)
+    return compose_config(overrides)
 
 
 def typed_config(overrides: list[str]):
-    from wildrobot.config import to_typed
+    from wildrobot.config import load_config
 
-    return to_typed(compose(overrides))
+    return load_config(overrides)
 
 
 # The smallest PPO-on-stub setting that still exercises every part of an iteration.

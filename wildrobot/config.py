@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -133,6 +134,24 @@ def register_configs() -> None:
     for name, schema in ALGO_SCHEMAS.items():
         cs.store(group="algo", name=f"base_{name}", node=schema)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The DictConfig ``run.py`` would see for these overrides (for tests, benchmarks and tools)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides or []))
+
+
+def load_config(overrides: list[str] | None = None) -> "Config":
+    return to_typed(compose_config(overrides))
 
 
 # ----------------------------------------------------------------------------------------------

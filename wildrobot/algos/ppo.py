@@ -188,10 +188,14 @@ class PPO:
         return env_state, traj, metrics
 
     def iteration(self, state: PPOState) -> tuple[PPOState, dict]:
-        cfg = self.cfg
-        key, k_rollout, k_epochs = jax.random.split(state.key, 3)
+        key, k_rollout, k_update = jax.random.split(state.key, 3)
         env_state, traj, metrics = self.rollout(state, k_rollout)
+        state, update_metrics = self.update(state.replace(env_state=env_state, key=key), traj, k_update)
+        return state, {**metrics, **update_metrics}
 
+    def update(self, state: PPOState, traj: dict, key: jax.Array) -> tuple[PPOState, dict]:
+        """GAE on one rollout, then ``num_epochs`` passes of shuffled minibatch updates."""
+        cfg = self.cfg
         params, stats = state.params, state.obs_stats
         obs = self._normalized(stats, traj["obs"])
         final_obs = self._normalized(stats, traj["final_obs"])
@@ -236,9 +240,9 @@ class PPO:
             return jax.lax.scan(minibatch_step, carry, shuffled)
 
         (params, opt_state, lr), update_metrics = jax.lax.scan(
-            epoch, (params, state.opt_state, lr), jax.random.split(k_epochs, cfg.num_epochs)
+            epoch, (params, state.opt_state, lr), jax.random.split(key, cfg.num_epochs)
         )
-        metrics.update(jax.tree.map(jnp.mean, update_metrics))
+        metrics = jax.tree.map(jnp.mean, update_metrics)
 
         # The normaliser moves after the update, so every ratio above used the rollout's statistics.
         if cfg.normalize_observations:
@@ -250,7 +254,8 @@ class PPO:
         metrics["ppo/explained_variance"] = 1.0 - jnp.var(flat_targets - values.reshape(-1)) / (jnp.var(flat_targets) + 1e-8)
         metrics["ppo/learning_rate"] = lr
         metrics["ppo/action_std"] = jnp.mean(jnp.exp(params["log_std"]))
-        new_state = PPOState(params, opt_state, stats, env_state, key, state.iteration + 1, lr)
+        new_state = state.replace(params=params, opt_state=opt_state, obs_stats=stats,
+                                  iteration=state.iteration + 1, learning_rate=lr)
         return new_state, metrics
 
     def _scheduled_lr(self, state: PPOState) -> jax.Array:

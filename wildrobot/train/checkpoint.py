@@ -93,15 +93,27 @@ class Checkpointer:
     def steps(self) -> list[int]:
         return sorted(self.latest.all_steps())
 
-    def read_meta(self, step: int) -> dict:
-        return self.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    def manager(self, which: str) -> ocp.CheckpointManager:
+        if which not in ("latest", "best"):
+            raise ValueError(f"no checkpoint folder '{which}'; use 'latest' or 'best'")
+        return self.latest if which == "latest" else self.best
+
+    def newest_meta(self, which: str = "latest", step: Optional[int] = None) -> Optional[dict]:
+        """The metadata of the newest readable checkpoint (or of ``step``); None when there is none."""
+        mngr = self.manager(which)
+        for s in sorted(mngr.all_steps(), reverse=True) if step is None else [step]:
+            try:
+                return mngr.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            except Exception:  # noqa: BLE001 - an unreadable step is reported when the state is restored
+                continue
+        return None
 
     def restore_newest(self, target: Any, step: Optional[int] = None, manager: str = "latest",
                        config_diff: str = "") -> tuple[Any, dict, int]:
         """Restore the newest complete checkpoint (or ``step``) onto ``target`` (an abstract
         ``jax.eval_shape`` tree, so optax namedtuples and typed keys come back typed). A
         checkpoint that fails to read is reported by step and the previous one is tried."""
-        mngr = self.latest if manager == "latest" else self.best
+        mngr = self.manager(manager)
         steps = sorted(mngr.all_steps(), reverse=True)
         if step is not None:
             if step not in steps:

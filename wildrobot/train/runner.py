@@ -76,8 +76,10 @@ def reduce_chunk(metrics: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
-def resolve_resume(spec: str, search_root: Path, current_run_dir: Path) -> tuple[Path, Optional[int], str]:
-    """``trainer.resume`` -> (run dir, step or None for the newest, "latest" | "best")."""
+def resolve_resume(spec: str, search_root: Path, current_run_dir: Path,
+                   option: str = "trainer.resume") -> tuple[Path, Optional[int], str]:
+    """``trainer.resume`` (or another ``option`` naming a run) -> (run dir, step or None for the
+    newest, "latest" | "best")."""
     if spec == "latest":
         candidates = []
         for pattern in ("outputs/*/*/checkpoints/latest", "multirun/*/*/*/checkpoints/latest"):
@@ -87,14 +89,14 @@ def resolve_resume(spec: str, search_root: Path, current_run_dir: Path) -> tuple
                 if steps and run_dir.resolve() != current_run_dir.resolve():
                     candidates.append((max(p.stat().st_mtime for p in steps), run_dir))
         if not candidates:
-            raise ConfigError(f"trainer.resume=latest: no run with checkpoints under {search_root}/outputs or "
+            raise ConfigError(f"{option}=latest: no run with checkpoints under {search_root}/outputs or "
                               f"{search_root}/multirun. Pass a run directory instead.")
         return max(candidates)[1], None, "latest"
     path = Path(spec).expanduser()
     if not path.is_absolute():
         path = search_root / path
     if not path.exists():
-        raise ConfigError(f"trainer.resume={spec!r}: {path} does not exist. Give a run directory (it holds "
+        raise ConfigError(f"{option}={spec!r}: {path} does not exist. Give a run directory (it holds "
                           f"checkpoints/), a checkpoint directory (checkpoints/latest/<step>), or 'latest'.")
     path = path.resolve()
     if path.name.isdigit() and path.parent.name in ("latest", "best"):
@@ -105,7 +107,7 @@ def resolve_resume(spec: str, search_root: Path, current_run_dir: Path) -> tuple
         return path.parent, None, "latest"
     if (path / "checkpoints").is_dir():
         return path, None, "latest"
-    raise ConfigError(f"trainer.resume={spec!r}: {path} holds no checkpoints/ folder. Give the run directory "
+    raise ConfigError(f"{option}={spec!r}: {path} holds no checkpoints/ folder. Give the run directory "
                       f"that a training run wrote (with checkpoints/ inside), a checkpoint directory, or 'latest'.")
 
 
@@ -147,6 +149,8 @@ class Trainer:
         self.search_root = Path(search_root or Path.cwd()).absolute()
         self.trace_count = 0  # how often the chunk function was traced (1 = compiled once)
         self.final_metrics: dict[str, float] = {}
+        self.chunk_seconds: list[float] = []  # wall time of each chunk, the first includes compilation
+        self.seconds_to_first_chunk = math.nan  # from run() start: env build, init, compile, one chunk
 
     # -- what a trainer provides ---------------------------------------------------------------
     def make_algorithm(self, env: Env) -> Algorithm:
@@ -171,6 +175,7 @@ class Trainer:
         return iteration * (algo.env_steps_per_iteration or 1)
 
     def run(self) -> int:
+        started = time.perf_counter()
         cfg, t = self.cfg, self.cfg.trainer
         resume = resolve_resume(t.resume, self.search_root, self.run_dir) if t.resume else None
         out_dir = resume[0] if resume else self.run_dir
@@ -212,7 +217,11 @@ class Trainer:
                     metrics = reduce_chunk(jax.device_get(chunk_metrics))
                     it += t.log_every
                     now = time.perf_counter()
+                    self.chunk_seconds.append(now - chunk_start)
+                    if len(self.chunk_seconds) == 1:
+                        self.seconds_to_first_chunk = now - started
                     metrics["perf/steps_per_second"] = t.log_every * steps_per_it / (now - chunk_start) if steps_per_it else 0.0
+                    chunk_start = now  # the next chunk's time includes this one's logging, eval and saving
                     metrics["perf/iteration"] = it
                     if t.eval_every and it % t.eval_every == 0:
                         evaluation = eval_fn(carry, jax.random.fold_in(jax.random.key(cfg.seed + 1), it))
@@ -224,9 +233,11 @@ class Trainer:
                     tb.scalars(metrics, self.global_step(algo, it))
                     bar.update(t.log_every * (steps_per_it or 1))
                     bar.write(self._summary_line(it, algo, metrics))
+                    if len(self.chunk_seconds) == 2 and it < t.iterations:  # the first chunk included compiling
+                        left = (t.iterations - it) / t.log_every * self.chunk_seconds[-1]
+                        bar.write(f"expected time to finish: {left / 60:.1f} min at the current rate")
                     if (t.checkpoint_every and it % t.checkpoint_every == 0) or it >= t.iterations or stop.signum:
                         ckpt.save(it, carry, meta)
-                    chunk_start = time.perf_counter()
                 if stop.signum is not None:
                     exit_code = 128 + stop.signum
                     print(f"Stopped by {signal.Signals(stop.signum).name} at iteration {it}; checkpoint saved in "
@@ -250,22 +261,15 @@ class Trainer:
         return chunk
 
     def _resume_diff(self, ckpt: Checkpointer, step: Optional[int], manager: str) -> list[str]:
-        mngr = ckpt.latest if manager == "latest" else ckpt.best
-        steps = sorted(mngr.all_steps(), reverse=True) if step is None else [step]
-        for s in steps:
-            try:
-                import orbax.checkpoint as ocp
-
-                meta = mngr.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-            except Exception:  # noqa: BLE001 - reported by restore_newest
-                continue
-            if meta.get("env") != self.cfg.env.name or meta.get("algo") != self.cfg.algo.name:
-                raise CheckpointError(
-                    f"the checkpoint was written by env '{meta.get('env')}' with algo '{meta.get('algo')}', "
-                    f"but this run is env '{self.cfg.env.name}' with algo '{self.cfg.algo.name}'. "
-                    f"Resume with env={meta.get('env')} algo={meta.get('algo')}.")
-            return config_differences(meta.get("config", {}), self.cfg)
-        return []
+        meta = ckpt.newest_meta(manager, step)
+        if meta is None:
+            return []  # restore_newest reports what is wrong with each checkpoint
+        if meta.get("env") != self.cfg.env.name or meta.get("algo") != self.cfg.algo.name:
+            raise CheckpointError(
+                f"the checkpoint was written by env '{meta.get('env')}' with algo '{meta.get('algo')}', "
+                f"but this run is env '{self.cfg.env.name}' with algo '{self.cfg.algo.name}'. "
+                f"Resume with env={meta.get('env')} algo={meta.get('algo')}.")
+        return config_differences(meta.get("config", {}), self.cfg)
 
     def _budget_line(self, algo: Algorithm, start: int) -> str:
         t = self.cfg.trainer
