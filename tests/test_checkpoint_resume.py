@@ -28,7 +28,8 @@ def test_round_trip_keeps_optax_state_and_typed_key(tmp_path):
     params = {"w": jnp.arange(6.0).reshape(2, 3)}
     opt = optax.adam(1e-3)
     opt_state = opt.update(jax.tree.map(jnp.ones_like, params), opt.init(params), params)[1]
-    state = {"params": params, "opt": opt_state, "key": jax.random.key(7)}
+    # A zero-size leaf, as mjx.Data has (e.g. ``act`` of a model without activations).
+    state = {"params": params, "opt": opt_state, "key": jax.random.key(7), "empty": jnp.zeros((4, 0))}
     ckpt = Checkpointer(tmp_path / "ck", keep=2)
     ckpt.save(3, state, {"env": "stub", "algo": "x"})
     ckpt.close()

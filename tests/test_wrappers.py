@@ -48,3 +48,17 @@ def test_fall_terminates_resets_and_keeps_episode_stats(batched):
     assert float(state.info["final_obs"]["actor"][0, 0]) == pytest.approx(10.0)
     assert abs(float(state.obs["actor"][0, 0])) <= 0.5
     assert not bool(jnp.all(jax.random.key_data(state.info["reset_rng"]) == jax.random.key_data(before)))
+
+
+def test_chunked_batch_equals_one_vmap_including_zero_size_leaves():
+    from wildrobot.envs.wrappers import batch_map
+
+    def fn(x, empty):
+        return {"y": jnp.sin(x) * 2.0, "empty": empty}
+
+    x = jnp.arange(12.0).reshape(12, 1)
+    empty = jnp.zeros((12, 0))  # mjx.Data has such leaves (e.g. act)
+    whole = batch_map(fn, x, empty, chunk=0)
+    chunked = batch_map(fn, x, empty, chunk=5)  # 12 envs -> chunks of 4
+    np.testing.assert_array_equal(whole["y"], chunked["y"])
+    assert chunked["empty"].shape == (12, 0)

@@ -114,8 +114,10 @@ class PPO:
         return self.value_net.apply(value_params, critic_obs)[..., 0]
 
     def deterministic_action(self, params: dict, obs_stats: dict, actor_obs: jax.Array) -> jax.Array:
-        """The deployable policy: normalise the raw actor observation, take the mean, clip."""
-        return jnp.clip(self.apply_policy(params["policy"], normalize(obs_stats["actor"], actor_obs)), -1, 1)
+        """The deployable policy: normalise the raw actor observation (as in training), take the mean, clip."""
+        if self.cfg.normalize_observations:
+            actor_obs = normalize(obs_stats["actor"], actor_obs)
+        return jnp.clip(self.apply_policy(params["policy"], actor_obs), -1, 1)
 
     def _normalized(self, stats: dict, obs: dict) -> dict:
         if not self.cfg.normalize_observations:

@@ -25,6 +25,12 @@ class StubEnv(Env):
         return {"actor": 6, "critic": 8}
 
     @property
+    def observation_layout(self) -> list[dict]:
+        """Blocks of the actor observation (as the export sidecar describes them)."""
+        return [{"name": "velocity", "start": 0, "size": 2}, {"name": "command", "start": 2, "size": 2},
+                {"name": "prev_action", "start": 4, "size": 2}]
+
+    @property
     def action_size(self) -> int:
         return 2
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 log = logging.getLogger(__name__)
@@ -131,13 +132,13 @@ class Checkpointer:
             if meta.get("state_signature") != state_signature(target):
                 raise CheckpointError(_signature_mismatch(meta, s) + config_diff)
             try:
-                restored = mngr.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+                restored = mngr.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(_without_empty(target))))
             except Exception as e:  # noqa: BLE001
                 failures.append(f"step {s}: state unreadable ({type(e).__name__}: {str(e)[:200]})")
                 continue
             for failure in failures:
                 log.warning("checkpoint %s is incomplete or corrupt; using step %d instead", failure, s)
-            return restored["state"], meta, s
+            return _with_empty(target, restored["state"]), meta, s
         raise CheckpointError("no complete checkpoint in " + str(mngr.directory) + ":\n  " + "\n  ".join(failures))
 
     def close(self) -> None:
@@ -146,8 +147,21 @@ class Checkpointer:
             mngr.close()
 
 
+def _without_empty(tree: Any) -> Any:
+    """Orbax cannot store zero-size arrays (mjx.Data has some, e.g. ``act`` without activations):
+    they are stored as None and rebuilt from the restore target's shapes."""
+    return jax.tree.map(lambda x: None if x.size == 0 else x, tree)
+
+
+def _with_empty(target: Any, restored: Any) -> Any:
+    leaves, treedef = jax.tree.flatten(target)
+    stored = iter(jax.tree.leaves(restored))  # None is an empty subtree: it has no leaves
+    filled = [jnp.zeros(leaf.shape, leaf.dtype) if leaf.size == 0 else next(stored) for leaf in leaves]
+    return jax.tree.unflatten(treedef, filled)
+
+
 def _save_args(state: Any, meta: dict) -> ocp.args.Composite:
-    return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+    return ocp.args.Composite(state=ocp.args.StandardSave(_without_empty(state)), meta=ocp.args.JsonSave(meta))
 
 
 def _signature_mismatch(meta: dict, step: int) -> str:

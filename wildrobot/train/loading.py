@@ -45,14 +45,16 @@ def load_run(path: str | Path, step: Optional[int] = None, which: str = "latest"
     from wildrobot.dispatch import trainer_class
     from wildrobot.envs.factory import make_env
 
-    run_dir, path_step, manager = resolve_resume(str(path), Path.cwd(), Path("/nonexistent"))
+    run_dir, path_step, manager = resolve_resume(str(path), Path.cwd(), Path("/nonexistent"), option="run")
     step = step if step is not None else path_step
     manager = manager if path_step is not None else which
     ckpt = Checkpointer(run_dir / "checkpoints", keep=1_000_000)
     try:
         meta = ckpt.newest_meta(manager, step)
         if meta is None:
-            raise CheckpointError(f"no readable checkpoint in {run_dir / 'checkpoints' / manager}")
+            found = sorted(ckpt.manager(manager).all_steps())
+            what = f"no checkpoint at step {step}" if step is not None and step not in found else "no readable checkpoint"
+            raise CheckpointError(f"{what} in {run_dir / 'checkpoints' / manager}; found steps {found}")
         cfg = config_from_dict(meta["config"])
         cfg.trainer.resume = None
         env = make_env(cfg.env)

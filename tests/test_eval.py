@@ -1,0 +1,156 @@
+"""Evaluation: the table from a checkpoint of a short run, clear errors, and (WildRobot) the video."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from trained_runs import stub_run
+from wildrobot.eval import DEFAULT_COMMANDS, evaluate_policy, format_table, main, parse_commands
+from wildrobot.train.loading import load_run
+
+
+@pytest.fixture(scope="module")
+def stub_loaded(tmp_path_factory):
+    return load_run(stub_run(tmp_path_factory))
+
+
+def test_evaluate_policy_runs_each_command_for_full_episodes(stub_loaded):
+    commands = np.array([[0.0, 0.0], [0.5, -0.5]], np.float32)
+    res = evaluate_policy(stub_loaded, commands, episodes=3, key=jax.random.key(1))
+    assert res.per_episode["return"].shape == (2, 3)
+    # Full 100-step episodes unless the episode ended early, and then it counts as a fall.
+    length, fall = res.per_episode["length"], res.per_episode["fall"]
+    assert np.all((length == 100.0) | ((length < 100.0) & (fall == 1.0)))
+    assert {"reward/tracking", "reward/action_rate", "tracking/velocity_error"} <= set(res.per_episode)
+    # The reward terms add up to the return (the stub's reward is their plain sum).
+    terms = sum(res.per_episode[k] for k in res.reward_terms)
+    np.testing.assert_allclose(terms, res.per_episode["return"], rtol=1e-4, atol=1e-4)
+    # Episodes of one command differ only by their reset (random start velocity).
+    assert res.per_episode["return"][0, 0] != res.per_episode["return"][0, 1]
+
+
+def test_same_key_same_results(stub_loaded):
+    a = evaluate_policy(stub_loaded, None, episodes=1, key=jax.random.key(3))
+    b = evaluate_policy(stub_loaded, None, episodes=1, key=jax.random.key(3))
+    np.testing.assert_array_equal(a.per_episode["return"], b.per_episode["return"])
+    assert a.commands.shape == (len(DEFAULT_COMMANDS["stub"]), 2)
+
+
+def test_table_has_a_row_per_command_and_an_overall_row(stub_loaded):
+    res = evaluate_policy(stub_loaded, np.array([[0.1, 0.2], [0.3, 0.4]]), episodes=1)
+    table = format_table(res)
+    assert "+0.10 +0.20" in table and "+0.30 +0.40" in table and "overall" in table
+    assert "falls %" in table and "velocity err" in table and "tracking" in table
+
+
+def test_eval_cli_prints_the_table_and_says_why_there_is_no_video(tmp_path_factory, tmp_path):
+    run = stub_run(tmp_path_factory)
+    out_json = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "wildrobot.eval", f"run={run}", "episodes=2", f"json={out_json}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=240, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    assert "overall" in r.stdout and "Reward terms" in r.stdout
+    assert "no video for this env (stub: no MuJoCo model)" in r.stdout
+    data = json.loads(out_json.read_text())
+    assert len(data["per_command"]) == len(DEFAULT_COMMANDS["stub"]) and data["episodes_per_command"] == 2
+
+
+@pytest.mark.parametrize("make_path", ["missing", "no_checkpoints", "corrupt"])
+def test_unloadable_checkpoint_exits_2_naming_the_path(make_path, tmp_path_factory, tmp_path, capsys):
+    if make_path == "missing":
+        path = tmp_path / "nothing_here"
+    elif make_path == "no_checkpoints":
+        path = tmp_path
+    else:
+        import shutil
+
+        path = tmp_path / "run"
+        shutil.copytree(stub_run(tmp_path_factory) / "checkpoints", path / "checkpoints")
+        for step_dir in (path / "checkpoints" / "latest").iterdir():
+            shutil.rmtree(step_dir / "state")  # every latest checkpoint lost its arrays
+    code = main([f"run={path}", "video=none", "json=none"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(path) in err and "Expected a run directory" in err and "Traceback" not in err
+
+
+def test_bad_arguments_exit_2_with_usage(capsys):
+    assert main(["episodes=2"]) == 2
+    assert "run=<run dir or checkpoint> is required" in capsys.readouterr().err
+    assert main(["run=x", "colour=red"]) == 2
+    assert "unknown key 'colour'" in capsys.readouterr().err
+    assert main(["run=x", "episodes=two"]) == 2
+
+
+def test_commands_parse_from_the_command_line():
+    assert parse_commands("grid") is None
+    np.testing.assert_allclose(parse_commands("0.2,0,0;0.4,0,0.5"), [[0.2, 0, 0], [0.4, 0, 0.5]])
+    np.testing.assert_allclose(parse_commands("[[0.1, 0.2]]"), [[0.1, 0.2]])
+
+
+# ------------------------------------------------------------------------------------------------
+# WildRobot: a checkpoint of a real (one-iteration) run, a short evaluation, a few video frames
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # reading the MP4 back runs ffmpeg
+def test_eval_of_a_wildrobot_checkpoint_prints_the_table_and_writes_the_video(tmp_path_factory, tmp_path, capsys):
+    from trained_runs import wildrobot_run
+    from wildrobot.render import gl_backend, no_backend_reason
+
+    run = wildrobot_run(tmp_path_factory)
+    video = tmp_path / "eval.mp4"
+    code = main([f"run={run}", "steps=30", "commands=0,0,0;0.2,0,0.5", f"video={video}", "video_seconds=0.3",
+                 f"json={tmp_path / 'r.json'}"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "+0.20 +0.00 +0.50" in out and "overall" in out and "vx err" in out and "yaw_rate err" in out
+    assert "tracking_lin_vel" in out  # a reward term's row
+    if gl_backend() is None:
+        assert "Video: skipped" in out
+        pytest.skip(f"rendering not tested: {no_backend_reason()}")
+    written = [p for p in tmp_path.iterdir() if p.suffix in (".mp4", ".gif")]
+    assert len(written) == 1 and written[0].stat().st_size > 1000, out
+    import imageio.v3 as iio
+
+    frames = iio.imread(written[0], index=None)
+    # 2 commands x 0.3 s: every 2nd 50 Hz step for MP4 (25 frames/s), every 4th for GIF, frame 0 included
+    skip = 2 if written[0].suffix == ".mp4" else 4
+    assert frames.shape[0] == 2 * len(range(0, 16, skip)) and frames.shape[-1] in (3, 4)
+    assert frames[0].std() > 5  # a picture, not a blank frame
+
+
+def test_video_falls_back_to_gif_without_an_mp4_encoder(tmp_path, monkeypatch):
+    import imageio.v3 as iio
+
+    from wildrobot import render
+
+    monkeypatch.setattr(render, "mp4_available", lambda: False)
+    frames = [np.full((24, 32, 3), 40 * i, np.uint8) for i in range(3)]
+    written = render.write_video(tmp_path / "v.mp4", frames, fps=12.5)
+    assert written == tmp_path / "v.gif"
+    assert iio.imread(written, index=None).shape[:3] == (3, 24, 32)
+
+
+def test_offscreen_renderer_draws_the_scene_and_the_text():
+    import mujoco
+
+    from wildrobot.render import OffscreenRenderer, Overlay, gl_backend, no_backend_reason
+
+    if gl_backend() is None:
+        pytest.skip(f"rendering not tested: {no_backend_reason()}")
+    model = mujoco.MjModel.from_xml_string(
+        '<mujoco><worldbody><light pos="0 0 3"/><geom type="plane" size="2 2 .1"/>'
+        '<body pos="0 0 .3"><freejoint/><geom size=".1"/></body></worldbody></mujoco>')
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    with OffscreenRenderer(model, 96, 64) as r:
+        plain = r.render(data)
+        with_text = r.render(data, Overlay("command", "vx +0.20"))
+    assert plain.shape == (64, 96, 3) and plain.std() > 5
+    assert np.abs(with_text.astype(int) - plain).sum() > 0

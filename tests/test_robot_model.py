@@ -1,0 +1,197 @@
+"""The MJCF and the robot description agree, and the model's speed settings keep its physics."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+
+from wildrobot.envs.physics import MjxPhysics, quat_to_mat, wxyz_to_xyzw, xyzw_to_wxyz, yaw_from_quat, yaw_quat
+from wildrobot.robot import load_robot_description
+
+
+@pytest.fixture(scope="module")
+def desc():
+    return load_robot_description()
+
+
+@pytest.fixture(scope="module")
+def model(desc):
+    return mujoco.MjModel.from_xml_path(desc.mjcf_path)
+
+
+def _home_data(model, desc):
+    d = mujoco.MjData(model)
+    mujoco.mj_resetDataKeyframe(model, d, model.key(desc.home_keyframe).id)
+    mujoco.mj_forward(model, d)
+    return d
+
+
+def test_model_matches_description(model, desc):
+    n = desc.num_joints
+    assert n == 11 and model.nu == n and model.nq == 7 + n and model.nv == 6 + n
+    for k, name in enumerate(desc.joint_names):
+        assert model.actuator(k).name == name
+        j = model.joint(name)
+        assert model.actuator_trnid[k, 0] == j.id
+        np.testing.assert_allclose(model.jnt_range[j.id], desc.joint_range[k], atol=1e-4)
+        np.testing.assert_allclose(model.actuator_ctrlrange[k], desc.joint_range[k], atol=1e-4)
+    # servo numbers of robot.md
+    np.testing.assert_allclose(model.actuator_gainprm[:, 0], 21.1)
+    np.testing.assert_allclose(model.actuator_biasprm[:, 1:3], [[-21.1, -0.5]] * n)
+    np.testing.assert_allclose(model.actuator_forcerange, [[-4.0, 4.0]] * n)
+    act_dofs = [model.joint(j).dofadr[0] for j in desc.joint_names]
+    np.testing.assert_allclose(model.dof_damping[act_dofs], 0.085)
+    np.testing.assert_allclose(model.dof_armature[act_dofs], 0.025)
+    np.testing.assert_allclose(model.dof_frictionloss[act_dofs], 0.022)
+    total = model.body_subtreemass[0]
+    assert abs(total - 3.3) / 3.3 < 0.05, total
+    # hardware ranges in degrees, as in the hardware table
+    deg = {name: np.degrees(r) for name, r in zip(desc.joint_names, desc.joint_range)}
+    np.testing.assert_allclose(deg["left_hip_pitch"], [-30, 90], atol=1e-6)
+    np.testing.assert_allclose(deg["right_hip_pitch"], [-90, 30], atol=1e-6)
+    np.testing.assert_allclose(deg["left_hip_roll"], [-90, 10], atol=1e-6)
+    np.testing.assert_allclose(deg["right_hip_roll"], [-10, 90], atol=1e-6)
+    signs = dict(zip(desc.joint_names, desc.hardware_signs))
+    assert [k for k, s in signs.items() if s == -1] == ["right_hip_pitch", "right_hip_roll"]
+    assert model.site(desc.imu_site).bodyid[0] == model.body(desc.torso_body).id
+
+
+def test_home_keyframe_is_the_description_home_with_flat_feet_on_the_floor(model, desc):
+    d = _home_data(model, desc)
+    q = [d.qpos[model.joint(j).qposadr[0]] for j in desc.joint_names]
+    np.testing.assert_allclose(q, desc.home, atol=1e-6)
+    np.testing.assert_allclose(d.qpos[3:7], [1, 0, 0, 0])  # (w, x, y, z): upright
+    bottoms = [d.geom_xpos[model.geom(g).id][2] - model.geom(g).size[0] for gs in desc.foot_geoms for g in gs]
+    assert max(abs(b) for b in bottoms) < 1e-3, bottoms
+    # waist ≈ 0.46 m in the walk-ready pose
+    assert 0.44 < d.qpos[2] < 0.47
+
+
+def test_only_sole_floor_pairs_can_collide(model, desc):
+    soles = {model.geom(g).id for gs in desc.foot_geoms for g in gs}
+    pairs = set()
+    for i in range(model.ngeom):
+        for j in range(i + 1, model.ngeom):
+            if model.geom_bodyid[i] == model.geom_bodyid[j]:
+                continue
+            ok = (model.geom_contype[i] & model.geom_conaffinity[j]) or (
+                model.geom_contype[j] & model.geom_conaffinity[i]
+            )
+            if ok:
+                pairs.add((i, j))
+    floor = model.geom("floor").id
+    assert pairs == {tuple(sorted((floor, s))) for s in soles}
+
+
+def test_mirror_map_and_hardware_signs_match_the_joint_axes(model, desc):
+    d = mujoco.MjData(model)
+    mujoco.mj_kinematics(model, d)
+    reflect = np.diag([1.0, -1.0, 1.0])
+
+    def mirrored_axis(name):  # a rotation axis is an axial vector: it flips with the reflection
+        return -reflect @ d.xaxis[model.joint(name).id]
+
+    for left, right, sign in desc.mirror_pairs:
+        np.testing.assert_allclose(mirrored_axis(left), sign * d.xaxis[model.joint(right).id], atol=1e-9)
+        i, j = desc.joint_index(left), desc.joint_index(right)
+        assert sign == desc.hardware_signs[i] * desc.hardware_signs[j]
+    for joint, sign in desc.mirror_centre:
+        np.testing.assert_allclose(mirrored_axis(joint), sign * d.xaxis[model.joint(joint).id], atol=1e-9)
+    # the mirror of the (symmetric) home pose is itself
+    np.testing.assert_allclose(desc.mirror_joints(np.array(desc.home)), desc.home, atol=1e-9)
+    # flexion moves the foot forward: +q on the left hip, -q on the right
+    for name, q in (("left_hip_pitch", 0.3), ("right_hip_pitch", -0.3)):
+        d2 = mujoco.MjData(model)
+        d2.qpos[model.joint(name).qposadr[0]] = q
+        mujoco.mj_kinematics(model, d2)
+        foot = model.body(name.replace("hip_pitch", "foot")).id
+        assert d2.xpos[foot][0] > d.xpos[foot][0] + 0.05
+    # abduction moves the foot outward: -q on the left hip_roll, +q on the right
+    for name, q, side in (("left_hip_roll", -0.3, 1.0), ("right_hip_roll", 0.3, -1.0)):
+        d2 = mujoco.MjData(model)
+        d2.qpos[model.joint(name).qposadr[0]] = q
+        mujoco.mj_kinematics(model, d2)
+        foot = model.body(name.replace("hip_roll", "foot")).id
+        assert side * (d2.xpos[foot][1] - d.xpos[foot][1]) > 0.05
+
+
+def test_quaternions_are_w_first_everywhere():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        q = rng.normal(size=4)
+        q /= np.linalg.norm(q)
+        mat = np.zeros(9)
+        mujoco.mju_quat2Mat(mat, q)  # MuJoCo: (w, x, y, z)
+        np.testing.assert_allclose(np.asarray(quat_to_mat(jnp.asarray(q))), mat.reshape(3, 3), atol=1e-5)
+        np.testing.assert_allclose(xyzw_to_wxyz(wxyz_to_xyzw(q)), q)
+    np.testing.assert_allclose(xyzw_to_wxyz(np.array([0.0, 0.0, 0.0, 1.0])), [1.0, 0.0, 0.0, 0.0])
+    yq = np.asarray(yaw_quat(jnp.float32(0.7)))
+    assert yq[0] == pytest.approx(math.cos(0.35), abs=1e-6)  # w first
+    assert float(yaw_from_quat(jnp.asarray(yq))) == pytest.approx(0.7, abs=1e-5)
+    np.testing.assert_allclose(np.asarray(quat_to_mat(jnp.asarray(yq))) @ [1, 0, 0], [math.cos(0.7), math.sin(0.7), 0], atol=1e-6)
+
+
+def _stand(model, desc, seconds=2.0, friction=None, **opt):
+    m = copy.deepcopy(model)
+    for k, v in opt.items():
+        setattr(m.opt, k, v)
+    if friction is not None:
+        m.geom_friction[:, 0] = friction
+    d = _home_data(m, desc)
+    n = int(round(seconds / m.opt.timestep))
+    heights = []
+    for _ in range(n):
+        mujoco.mj_step(m, d)
+        heights.append(d.qpos[2])
+    heights = np.array(heights[n // 2 :])
+    joints = np.array([d.qpos[m.joint(j).qposadr[0]] for j in desc.joint_names])
+    return d.qpos.copy(), joints, heights.std()
+
+
+@pytest.mark.parametrize("friction", [None, 0.4])
+def test_tuned_settings_stand_like_a_fine_reference(model, desc, friction):
+    """The MJCF's speed settings vs 1 ms steps and 50 solver iterations, at nominal and lowest DR friction."""
+    q_fast, j_fast, wobble_fast = _stand(model, desc, friction=friction)
+    q_ref, j_ref, wobble_ref = _stand(model, desc, friction=friction, timestep=0.001, iterations=50, ls_iterations=50)
+    assert abs(q_fast[2] - q_ref[2]) < 2e-3  # same standing height (m)
+    np.testing.assert_allclose(j_fast, j_ref, atol=0.02)  # same posture (rad)
+    np.testing.assert_allclose(q_fast[:2], q_ref[:2], atol=5e-3)  # no drift
+    assert wobble_fast < 2e-4 and wobble_ref < 2e-4  # at rest, no chatter (m)
+
+
+def test_plain_mujoco_and_mjx_agree_on_an_open_loop_rollout(model, desc):
+    phys = MjxPhysics(desc)
+    m = phys.mj_model
+    home = np.array(desc.home)
+    t = np.arange(25) * 0.02
+    # an open-loop squat-and-sway around home: 0.5 s, 25 control steps of 5 substeps
+    ctrl = home[None] + 0.15 * np.sin(2 * np.pi * 2.0 * t)[:, None] * np.array(desc.action_scale)[None]
+    d = _home_data(m, desc)
+    for c in ctrl:
+        d.ctrl[:] = c
+        for _ in range(5):
+            mujoco.mj_step(m, d)
+
+    @jax.jit
+    def rollout(data, ctrls):
+        return jax.lax.scan(lambda dd, c: (phys.step(phys.model, dd, c, 5), None), data, ctrls)[0]
+
+    dx = rollout(phys.home_data, jnp.asarray(ctrl, jnp.float32))
+    np.testing.assert_allclose(np.asarray(dx.qpos[:3]), d.qpos[:3], atol=3e-3)
+    np.testing.assert_allclose(np.asarray(phys.joint_pos(dx)), d.qpos[phys.qpos_idx], atol=0.02)
+    # per-foot normal force (sum over all pyramid rows) vs MuJoCo C's contact forces
+    f6 = np.zeros(6)
+    per_foot = np.zeros(2)
+    for i in range(d.ncon):
+        mujoco.mj_contactForce(m, d, i, f6)
+        geoms = {d.contact[i].geom1, d.contact[i].geom2}
+        for k, gs in enumerate(phys.foot_geoms):
+            if geoms & set(gs):
+                per_foot[k] += f6[0]
+    np.testing.assert_allclose(np.asarray(phys.foot_contact_forces(dx)), per_foot, rtol=0.15, atol=1.5)

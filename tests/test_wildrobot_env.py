@@ -1,0 +1,195 @@
+"""Behaviour of the WildRobot env: interface, standing, falling, blow-ups, DR, commands, quaternions.
+
+One env (default config: DR, pushes and noise on) and its compiled functions are shared by the
+module; every batch has N envs and every rollout STEPS steps, so each function compiles once.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wildrobot.envs.verify import Rollout
+from wildrobot.envs.wildrobot import WildRobotEnv
+from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
+from wildrobot.envs.wrappers import wrap_for_training
+
+N = 8
+
+
+@pytest.fixture(scope="module")
+def env():
+    return WildRobotEnv(WildRobotEnvConfig())
+
+
+@pytest.fixture(scope="module")
+def roll(env):
+    return Rollout(env, num_envs=N)
+
+
+@pytest.fixture(scope="module")
+def start(roll):
+    return roll.reset(jax.random.split(jax.random.key(0), N))
+
+
+@pytest.fixture(scope="module")
+def wrapped(env):
+    w = wrap_for_training(env)
+    return w, jax.jit(w.reset), jax.jit(w.step)
+
+
+def _env(state, i):
+    return jax.tree.map(lambda x: x[i], state)
+
+
+def _same_start(state):
+    """Every env starts from env 0's state (then per-env edits isolate one cause each)."""
+    return jax.tree.map(lambda x: jnp.broadcast_to(x[0], x.shape), state)
+
+
+def test_sizes_follow_the_robot_description(env, start):
+    n = env.desc.num_joints
+    assert env.action_size == n
+    assert env.observation_size == {"actor": 11 + 3 * n, "critic": 11 + 3 * n + 12}
+    assert start.obs["actor"].shape == (N, 11 + 3 * n)
+    assert start.info["command"].shape == (N, 3)
+    assert env.dt == pytest.approx(0.02)
+    assert env.episode_length == 1000
+
+
+def test_reset_and_step_states_have_identical_structure(env, roll, start):
+    nxt, _ = roll.run(start, jnp.zeros((roll.steps, N, env.action_size)))
+    assert jax.tree.structure(nxt) == jax.tree.structure(start)
+    for a, b in zip(jax.tree.leaves(nxt), jax.tree.leaves(start)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+    keys = set(start.metrics)
+    for k in ("nonfinite", "fall", "tracking/vx_error", "tracking/yaw_rate_error", "reward/tracking_lin_vel"):
+        assert k in keys
+    assert all(v.shape == (N,) and v.dtype == jnp.float32 for v in nxt.metrics.values())
+
+
+def test_stands_at_home_with_zero_action_for_two_seconds(env, roll, start):
+    final, out = roll.run(roll.hold_pushes(start), jnp.zeros((roll.steps, N, env.action_size)))
+    assert roll.steps * env.dt >= 2.0
+    assert not np.any(out["done_any"])
+    h = np.asarray(final.metrics["base_height"])
+    assert np.all(h > 0.43), h
+    # still standing where it was put: no walking off under DR (friction down to 0.4)
+    drift = np.linalg.norm(np.asarray(final.data.qpos[:, :2] - start.data.qpos[:, :2]), axis=-1)
+    assert np.all(drift < 0.05), drift
+
+
+def test_a_strong_push_makes_it_fall_and_terminate(env, roll, start):
+    p = env.physics
+    pushed = start.replace(data=start.data.replace(qvel=start.data.qvel.at[:, p.root_dof].set(-3.0)))
+    final, out = roll.run(roll.hold_pushes(pushed), jnp.zeros((roll.steps, N, env.action_size)))
+    assert np.all(out["done_any"])
+    assert np.all(out["obs_finite"]) and np.all(out["metrics_finite"])
+
+
+def test_random_pushes_kick_on_their_timer(env, roll, start):
+    s = roll.hold_pushes(_same_start(start))
+    s = s.replace(info=dict(s.info, push_countdown=s.info["push_countdown"].at[1].set(1)))
+    final, _ = roll.run(s, jnp.zeros((roll.steps, N, env.action_size)))
+    q = np.asarray(final.data.qpos)
+    assert not np.allclose(q[1], q[0], atol=1e-4)  # pushed env moved differently
+    np.testing.assert_allclose(q[2:], np.broadcast_to(q[0], q[2:].shape), atol=1e-5)
+
+
+def test_nan_injection_resets_only_that_env(env, wrapped):
+    w, reset, step = wrapped
+    state = reset(jax.random.split(jax.random.key(1), N))
+    actions = jnp.zeros((N, env.action_size))
+    clean = step(state, actions)
+    bad = state.replace(data=state.data.replace(qvel=state.data.qvel.at[3, 0].set(jnp.nan)))
+    out = step(bad, actions)
+    assert float(out.done[3]) == 1.0 and float(out.metrics["nonfinite"][3]) == 1.0
+    assert float(out.reward[3]) == 0.0
+    assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves((out.obs, out.metrics, out.reward)))
+    assert np.isfinite(np.asarray(out.data.qpos[3])).all()  # replaced by a fresh episode
+    assert float(out.info["episode_metrics"]["nonfinite"][3]) == 1.0
+    others = np.array([i for i in range(N) if i != 3])
+    for a, b in zip(jax.tree.leaves(clean.data), jax.tree.leaves(out.data)):
+        np.testing.assert_array_equal(np.asarray(a)[others], np.asarray(b)[others])
+    np.testing.assert_array_equal(np.asarray(out.done)[others], 0.0)
+
+
+def test_domain_randomisation_changes_each_episode_and_every_item_acts(env, roll, start):
+    dr = {k: np.asarray(v) for k, v in start.info["dr"].items()}
+    for k in ("floor_friction", "mass_scale", "kp_scale", "frictionloss_scale", "joint_offset"):
+        flat = dr[k].reshape(N, -1)
+        assert len({row.tobytes() for row in flat}) == N, k  # resampled per episode
+    assert 0 < dr["delay"].sum() < N
+
+    # one cause per env, same start, same non-zero action: env 0 nominal, env 7 nominal again
+    s = roll.hold_pushes(_same_start(start))
+    nominal = {
+        "floor_friction": jnp.ones(N),
+        "mass_scale": jnp.ones_like(s.info["dr"]["mass_scale"]),
+        "kp_scale": jnp.ones_like(s.info["dr"]["kp_scale"]),
+        "frictionloss_scale": jnp.ones_like(s.info["dr"]["frictionloss_scale"]),
+        "joint_offset": jnp.zeros_like(s.info["dr"]["joint_offset"]),
+        "delay": jnp.zeros(N),
+    }
+    d = dict(nominal)
+    d["floor_friction"] = d["floor_friction"].at[1].set(0.1)
+    d["mass_scale"] = d["mass_scale"].at[2].set(1.3)
+    d["kp_scale"] = d["kp_scale"].at[3].set(0.7)
+    d["frictionloss_scale"] = d["frictionloss_scale"].at[4].set(5.0)
+    d["joint_offset"] = d["joint_offset"].at[5].set(0.05)
+    d["delay"] = d["delay"].at[6].set(1.0)
+    s = s.replace(info=dict(s.info, dr=d))
+    # a sideways slide so that friction matters, and a step-like action so that delay matters
+    s = s.replace(data=s.data.replace(qvel=s.data.qvel.at[:, env.physics.root_dof + 1].set(0.6)))
+    actions = jnp.broadcast_to(jnp.linspace(-0.5, 0.5, env.action_size), (roll.steps, N, env.action_size))
+    final, _ = roll.run(s, actions)
+    q = np.asarray(final.data.qpos)
+    np.testing.assert_array_equal(q[7], q[0])
+    for i, item in enumerate(("floor_friction", "mass_scale", "kp_scale", "frictionloss_scale", "joint_offset", "delay"), 1):
+        assert np.abs(q[i] - q[0]).max() > 1e-4, f"randomising {item} changed nothing"
+
+
+def test_commands_resample_on_schedule_unless_fixed(env, roll, start):
+    s = roll.hold_pushes(start)
+    s = env_set_command(env, s, 0, jnp.array([0.3, 0.0, -0.5]))
+    step0 = env._resample_steps - roll.steps // 2  # the resample falls inside the rollout
+    s = s.replace(info=dict(s.info, step=jnp.full_like(s.info["step"], step0)))
+    final, _ = roll.run(s, jnp.zeros((roll.steps, N, env.action_size)))
+    cmd0, cmd = np.asarray(s.info["command"]), np.asarray(final.info["command"])
+    np.testing.assert_allclose(cmd[0], [0.3, 0.0, -0.5])
+    assert np.sum(np.any(cmd[1:] != cmd0[1:], axis=-1)) >= N - 2  # (a new zero command may repeat one)
+    lo = np.array([env.cfg.command.vx[0], env.cfg.command.vy[0], env.cfg.command.yaw_rate[0]])
+    hi = np.array([env.cfg.command.vx[1], env.cfg.command.vy[1], env.cfg.command.yaw_rate[1]])
+    assert np.all((cmd >= lo - 1e-6) & (cmd <= hi + 1e-6))
+
+
+def env_set_command(env, state, i, command):
+    one = env.set_command(_env(state, i), command)
+    np.testing.assert_allclose(np.asarray(one.obs["actor"][env._cmd_slice]), np.asarray(command))
+    return jax.tree.map(lambda full, x: full.at[i].set(x), state, one)
+
+
+def test_quaternion_order_at_the_env_boundary(env, wrapped, start):
+    w, reset, step = wrapped
+    q = np.asarray(start.data.qpos[:, 3:7])  # (w, x, y, z): heading-only rotations
+    np.testing.assert_allclose(np.linalg.norm(q, axis=-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(q[:, 1:3], 0.0, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(start.obs["critic"][:, :3]), [[0, 0, -1]] * N, atol=1e-6)
+    # tilt every robot by +30 deg of roll about x: gravity in the IMU frame is (0, -sin, -cos)
+    state = reset(jax.random.split(jax.random.key(2), N))
+    roll30 = jnp.array([np.cos(np.pi / 12), np.sin(np.pi / 12), 0.0, 0.0])
+    qpos = state.data.qpos.at[:, 3:7].set(roll30).at[:, 2].add(0.05)
+    state = state.replace(data=state.data.replace(qpos=qpos))
+    out = step(state, jnp.zeros((N, env.action_size)))
+    # the critic's noise-free copy (the actor's is noisy)
+    np.testing.assert_allclose(np.asarray(out.obs["critic"][:, :3]), [[0, -0.5, -np.sqrt(3) / 2]] * N, atol=0.03)
+
+
+def test_reward_is_the_clipped_sum_of_the_logged_terms(env, wrapped):
+    w, reset, step = wrapped
+    state = reset(jax.random.split(jax.random.key(3), N))
+    out = step(state, jax.random.uniform(jax.random.key(4), (N, env.action_size), minval=-1, maxval=1))
+    terms = sum(np.asarray(v) for k, v in out.metrics.items() if k.startswith("reward/"))
+    np.testing.assert_allclose(np.asarray(out.reward), np.maximum(terms, 0.0), rtol=1e-5, atol=1e-7)

@@ -1,0 +1,461 @@
+"""WildRobot velocity-command locomotion on flat ground, in MJX.
+
+One (unbatched) env: pure, jit- and vmap-able. The trainers batch it with
+``wildrobot.envs.wrappers.wrap_for_training``, which also owns the episode limit and auto-reset.
+
+Actor observation (deployable: only what the robot senses), concatenated in this order:
+  gravity in the IMU frame (3), gyro (3), joint positions minus home (n), joint velocities /
+  max_joint_speed (n), previous action (n), command vx, vy, yaw rate (3), gait clock
+  sin/cos (2, if ``obs.gait_phase``); then ``obs.history`` older copies of that frame.
+Critic observation (privileged): the noise-free current actor frame, then base linear velocity in
+the heading frame (3), base height (1), per-foot normal contact force / robot weight (n_feet),
+sole heights (n_feet), feet air time (n_feet), floor friction (1), action-delay flag (1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from mujoco import mjx
+
+from wildrobot.envs import randomize, rewards
+from wildrobot.envs.core import Env, State
+from wildrobot.envs.physics import MjxPhysics, quat_to_mat, yaw_from_quat, yaw_quat
+from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
+from wildrobot.robot.description import RobotDescription, load_robot_description
+
+
+def _as_config(cfg: Any) -> WildRobotEnvConfig:
+    if cfg is None:
+        return WildRobotEnvConfig()
+    if isinstance(cfg, WildRobotEnvConfig):
+        return cfg
+    from omegaconf import OmegaConf  # a DictConfig from Hydra: type it once at this edge
+
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(WildRobotEnvConfig), cfg))
+
+
+class WildRobotEnv(Env):
+    def __init__(self, cfg: WildRobotEnvConfig | None = None):
+        self.cfg = cfg = _as_config(cfg)
+        self.desc: RobotDescription = load_robot_description(cfg.robot)
+        self.physics = p = MjxPhysics(
+            self.desc,
+            timestep=cfg.sim.timestep,
+            iterations=cfg.sim.iterations,
+            ls_iterations=cfg.sim.ls_iterations,
+        )
+        self._dt = float(p.mj_model.opt.timestep) * cfg.sim.substeps
+        n = self.desc.num_joints
+        self._n = n
+        self._nfeet = len(self.desc.foot_names)
+        self._home = jnp.asarray(self.desc.home, jnp.float32)
+        self._scale = jnp.asarray(self.desc.action_scale, jnp.float32) * cfg.action_scale
+        self._range = jnp.asarray(self.desc.joint_range, jnp.float32)
+        key_home = p.home_qpos[p.qpos_idx]
+        if not np.allclose(key_home, self.desc.home, atol=1e-4):
+            raise ValueError(
+                f"keyframe '{self.desc.home_keyframe}' joint values {key_home} differ from the "
+                f"description's home {self.desc.home}"
+            )
+        self._home_qpos = jnp.asarray(p.home_qpos, jnp.float32)
+        self._home_data = p.home_data
+        self._weight = p.total_mass * 9.81
+        self._height_target = (
+            cfg.reward.base_height_target
+            if cfg.reward.base_height_target is not None
+            else float(p.home_qpos[p.root_qpos + 2])
+        )
+        self._resample_steps = max(1, int(round(cfg.command.resample_interval_s / self._dt)))
+        self._frame = 3 + 3 + 3 * n + 3 + (2 if cfg.obs.gait_phase else 0)
+        self._cmd_slice = slice(6 + 3 * n, 9 + 3 * n)
+        self._critic_extra = 3 + 1 + 3 * self._nfeet + 2
+
+    # -- Env interface ----------------------------------------------------------------------------
+    @property
+    def observation_size(self) -> dict[str, int]:
+        return {"actor": self._frame * (1 + self.cfg.obs.history), "critic": self._frame + self._critic_extra}
+
+    @property
+    def action_size(self) -> int:
+        return self._n
+
+    @property
+    def dt(self) -> float:
+        return self._dt
+
+    @property
+    def episode_length(self) -> int:
+        return self.cfg.episode_length
+
+    @property
+    def mj_model(self):
+        """The plain MuJoCo model (with the env's sim overrides), e.g. for rendering or export."""
+        return self.physics.mj_model
+
+    def reset(self, key: jax.Array) -> State:
+        cfg, p = self.cfg, self.physics
+        rng, k_cmd, k_dr, k_push, k_q, k_yaw, k_noise = jax.random.split(key, 7)
+        qpos = self._home_qpos
+        noise = jax.random.uniform(k_q, (self._n,), minval=-1.0, maxval=1.0) * cfg.reset.joint_noise
+        qpos = qpos.at[p.qpos_idx].add(noise)
+        if cfg.reset.random_heading:
+            yaw = jax.random.uniform(k_yaw, (), minval=-jnp.pi, maxval=jnp.pi)
+            qpos = qpos.at[p.root_qpos + 3 : p.root_qpos + 7].set(yaw_quat(yaw))
+        # Kinematic fields stay those of the home forward pass (the first step recomputes them);
+        # none of what the reset observation reads depends on heading or the small joint noise.
+        data = self._home_data.replace(qpos=qpos, qvel=jnp.zeros_like(self._home_data.qvel))
+        dr = randomize.sample_params(
+            k_dr, cfg.randomization, nbody=p.mj_model.nbody, nu=self._n
+        )
+        zeros_n = jnp.zeros((self._n,), jnp.float32)
+        zeros_f = jnp.zeros((self._nfeet,), jnp.float32)
+        info = {
+            "rng": rng,
+            "command": self._sample_command(k_cmd),
+            "command_fixed": jnp.zeros((), jnp.float32),
+            "step": jnp.zeros((), jnp.int32),
+            "prev_action": zeros_n,
+            "dr": dr,
+            "push_countdown": randomize.sample_push_interval(k_push, cfg.push, self._dt),
+            "air_time": zeros_f,
+            "last_contact": jnp.ones((self._nfeet,), jnp.float32),
+        }
+        q = self._quantities(data, info)
+        frame, critic = self._obs_frames(q, info, k_noise)
+        if cfg.obs.history:
+            info["obs_history"] = jnp.tile(frame[None], (cfg.obs.history, 1))
+        obs = {"actor": self._actor_obs(frame, info), "critic": critic}
+        metrics = {k: jnp.zeros((), jnp.float32) for k in self.metric_keys}
+        return State(data, obs, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), metrics, info)
+
+    def step(self, state: State, action: jax.Array) -> State:
+        cfg, p = self.cfg, self.physics
+        info = state.info
+        rng, k_noise, k_cmd, k_push, k_int = jax.random.split(info["rng"], 5)
+        action = jnp.clip(action, -1.0, 1.0)
+        dr = info["dr"]
+
+        # servo targets: residual around home, in the servo's own (offset) frame
+        applied = randomize.delayed_action(action, info["prev_action"], dr)
+        target = jnp.clip(self._home + self._scale * applied, self._range[:, 0], self._range[:, 1])
+        ctrl = target + dr["joint_offset"]
+
+        data = state.data
+        countdown = info["push_countdown"] - 1
+        if cfg.push.enabled:
+            push_now = countdown <= 0
+            kick = jnp.where(push_now, randomize.push_kick(k_push, cfg.push), 0.0)
+            data = data.replace(qvel=data.qvel.at[p.root_dof : p.root_dof + 3].add(kick))
+            countdown = jnp.where(push_now, randomize.sample_push_interval(k_int, cfg.push, self._dt), countdown)
+
+        model = randomize.apply_to_model(p.model, dr, cfg.randomization, p.dof_idx)
+        data = p.step(model, data, ctrl, cfg.sim.substeps)
+        finite = p.is_finite(data)
+
+        # commands: resampled on a schedule unless fixed by set_command
+        step_count = info["step"] + 1
+        resample = (step_count % self._resample_steps == 0) & (info["command_fixed"] == 0)
+        command = jnp.where(resample, self._sample_command(k_cmd), info["command"])
+
+        # feet: contact (as the foot switches), air time and first touchdown
+        q = self._quantities(data, dict(info, step=step_count))
+        contact = q["contact"]
+        contact_filt = jnp.maximum(contact, info["last_contact"])
+        first_contact = (info["air_time"] > 0) * contact_filt
+        air_time = info["air_time"] + self._dt
+
+        fall = (
+            (q["base_height"] < cfg.termination.min_base_height) | (q["torso_up"] < cfg.termination.min_torso_up)
+        ).astype(jnp.float32)
+
+        c = dict(
+            q,
+            command=info["command"],  # the command this step was asked to follow
+            action=action,
+            prev_action=info["prev_action"],
+            joint_range=self._range,
+            home=self._home,
+            base_height_target=jnp.float32(self._height_target),
+            moving=(jnp.linalg.norm(info["command"]) > 1e-3).astype(jnp.float32),
+            first_contact=first_contact,
+            air_time=air_time,
+            fall=fall,
+        )
+        terms = rewards.weighted_terms(c, cfg.reward, self._dt)
+        reward = rewards.total(terms, cfg.reward)
+
+        new_info = dict(
+            info,
+            rng=rng,
+            command=command,
+            step=step_count,
+            prev_action=action,
+            push_countdown=countdown,
+            air_time=air_time * (1.0 - contact_filt),
+            last_contact=contact,
+        )
+        frame, critic = self._obs_frames(q, new_info, k_noise)
+        actor = self._actor_obs(frame, new_info)
+        if cfg.obs.history:
+            new_info["obs_history"] = jnp.concatenate([frame[None], info["obs_history"][:-1]], axis=0)
+
+        metrics = {f"reward/{k}": v for k, v in terms.items()}
+        metrics.update(
+            {
+                "nonfinite": 1.0 - finite.astype(jnp.float32),
+                "fall": fall,
+                "tracking/vx_error": jnp.abs(info["command"][0] - q["base_vel_heading"][0]),
+                "tracking/vy_error": jnp.abs(info["command"][1] - q["base_vel_heading"][1]),
+                "tracking/yaw_rate_error": jnp.abs(info["command"][2] - q["yaw_rate"]),
+                "base_height": q["base_height"],
+                "feet/contact_force": jnp.sum(q["contact_force"]),
+                "feet/air_time": jnp.sum(first_contact * air_time),
+            }
+        )
+        # A blow-up ends the episode: zero its reward and metrics, keep every output finite.
+        metrics = {k: jnp.where(finite, v, 0.0) for k, v in metrics.items()}
+        metrics["nonfinite"] = 1.0 - finite.astype(jnp.float32)
+        metrics = {k: metrics[k] for k in self.metric_keys}
+        done = jnp.maximum(fall * finite, 1.0 - finite.astype(jnp.float32))
+        obs = {
+            "actor": jnp.where(finite, actor, 0.0),
+            "critic": jnp.where(finite, critic, 0.0),
+        }
+        return State(data, obs, jnp.where(finite, reward, 0.0), done, metrics, new_info)
+
+    def set_command(self, state: State, command: jax.Array) -> State:
+        """Fix the command for the rest of the episode (no resampling) and update the obs."""
+        command = jnp.asarray(command, jnp.float32)
+        info = dict(state.info, command=command, command_fixed=jnp.ones((), jnp.float32))
+        obs = {
+            "actor": state.obs["actor"].at[self._cmd_slice].set(command),
+            "critic": state.obs["critic"].at[self._cmd_slice].set(command),
+        }
+        return state.replace(info=info, obs=obs)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    @property
+    def metric_keys(self) -> tuple[str, ...]:
+        terms = [f"reward/{k}" for k in rewards.TERMS if getattr(self.cfg.reward.weights, k) != 0.0]
+        return (
+            *terms,
+            "nonfinite",
+            "fall",
+            "tracking/vx_error",
+            "tracking/vy_error",
+            "tracking/yaw_rate_error",
+            "base_height",
+            "feet/contact_force",
+            "feet/air_time",
+        )
+
+    def _sample_command(self, key: jax.Array) -> jax.Array:
+        c = self.cfg.command
+        k = jax.random.split(key, 4)
+        lo = jnp.array([c.vx[0], c.vy[0], c.yaw_rate[0]])
+        hi = jnp.array([c.vx[1], c.vy[1], c.yaw_rate[1]])
+        cmd = jax.random.uniform(k[0], (3,), minval=lo, maxval=hi)
+        cmd = jnp.where(jnp.abs(cmd) < c.deadband, 0.0, cmd)
+        zero = jax.random.bernoulli(k[1], c.zero_probability)
+        return jnp.where(zero, 0.0, cmd).astype(jnp.float32)
+
+    def _quantities(self, data: mjx.Data, info: dict[str, Any]) -> dict[str, jax.Array]:
+        """Everything observations and rewards read, from the physics seam, once per step."""
+        p, dr = self.physics, info["dr"]
+        quat = p.root_quat(data)
+        rot = quat_to_mat(quat)
+        yaw = yaw_from_quat(quat)
+        cy, sy = jnp.cos(yaw), jnp.sin(yaw)
+        v = p.root_linvel(data)
+        heading_vel = jnp.array([cy * v[0] + sy * v[1], -sy * v[0] + cy * v[1], v[2]])
+        angvel = p.root_angvel(data)
+        force = p.foot_contact_forces(data)
+        phase = 2 * jnp.pi * self.cfg.obs.gait_frequency * info["step"] * self._dt
+        phases = phase + jnp.pi * jnp.arange(self._nfeet)  # feet alternate
+        return {
+            "gravity": p.imu_gravity(data),
+            "gyro": p.imu_gyro(data),
+            # the servo reports its own (offset) zero
+            "joint_pos": p.joint_pos(data) - dr["joint_offset"],
+            "joint_vel": p.joint_vel(data),
+            "torque": p.actuator_force(data),
+            "base_height": p.root_pos(data)[2],
+            "base_vel_heading": heading_vel,
+            "base_angvel": angvel,
+            "yaw_rate": (rot @ angvel)[2],
+            "torso_up": p.torso_up_z(data),
+            "contact_force": force,
+            "contact": (force > self.cfg.reward.contact_threshold).astype(jnp.float32),
+            "foot_height": p.foot_pos(data)[:, 2],
+            "foot_vel": p.foot_vel(data),
+            "phase": phases,
+            "phase_obs": jnp.array([jnp.sin(phase), jnp.cos(phase)]),
+        }
+
+    def _obs_frames(self, q: dict[str, jax.Array], info: dict[str, Any], key: jax.Array):
+        """(noisy actor frame, critic obs) of the current step."""
+
+        def frame(parts):
+            items = [
+                parts["gravity"],
+                parts["gyro"],
+                parts["joint_pos"] - self._home,
+                parts["joint_vel"] / self.desc.max_joint_speed,
+                info["prev_action"],
+                info["command"],
+            ]
+            if self.cfg.obs.gait_phase:
+                items.append(q["phase_obs"])
+            return jnp.concatenate(items).astype(jnp.float32)
+
+        clean = frame(q)
+        noisy = frame(randomize.add_noise(key, self.cfg.noise, q))
+        critic = jnp.concatenate(
+            [
+                clean,
+                q["base_vel_heading"],
+                q["base_height"][None],
+                q["contact_force"] / self._weight,
+                q["foot_height"],
+                info["air_time"],
+                info["dr"]["floor_friction"][None],
+                info["dr"]["delay"][None],
+            ]
+        ).astype(jnp.float32)
+        return noisy, critic
+
+    def _actor_obs(self, frame: jax.Array, info: dict[str, Any]) -> jax.Array:
+        if not self.cfg.obs.history:
+            return frame
+        return jnp.concatenate([frame, info["obs_history"].reshape(-1)])
+
+    # -- deployment: observation layout, robot facts for a runtime, plain-MuJoCo observation ------
+    @property
+    def observation_layout(self) -> list[dict]:
+        """Name, start and size of each block of the actor observation (the export sidecar's layout)."""
+        n = self._n
+        blocks = [
+            ("gravity", 3, "unit gravity direction in the IMU frame"),
+            ("gyro", 3, "IMU angular velocity, rad/s, IMU frame"),
+            ("joint_pos", n, "joint angle minus home, rad, actuator order"),
+            ("joint_vel", n, f"joint velocity / max_joint_speed ({self.desc.max_joint_speed} rad/s)"),
+            ("prev_action", n, "the previous action, in [-1, 1]"),
+            ("command", 3, "vx, vy (m/s, heading frame), yaw rate (rad/s)"),
+        ]
+        if self.cfg.obs.gait_phase:
+            blocks.append(("gait_phase", 2, f"sin, cos of 2 pi {self.cfg.obs.gait_frequency} Hz * control steps * dt"))
+        layout, start = [], 0
+        for age in range(1 + self.cfg.obs.history):  # the current frame, then older ones
+            for name, size, unit in blocks:
+                layout.append({"name": name if age == 0 else f"{name}[t-{age}]", "start": start, "size": size,
+                               "unit": unit})
+                start += size
+        return layout
+
+    def deployment_info(self) -> dict:
+        """What a robot runtime needs besides the policy: joint order, home, action mapping, timing."""
+        d = self.desc
+        return {
+            "robot": {
+                "name": d.name,
+                "joint_names": list(d.joint_names),
+                "home": [float(x) for x in d.home],
+                "joint_range": [[float(lo), float(hi)] for lo, hi in d.joint_range],
+                "hardware_signs": list(d.hardware_signs),
+                "max_joint_speed": float(d.max_joint_speed),
+                "imu_site": d.imu_site,
+                "foot_names": list(d.foot_names),
+                "mjcf": d.mjcf_path,
+            },
+            "action": {
+                "mapping": "joint_target = clip(home + scale * clip(action, -1, 1), joint_range)",
+                "scale": [float(x) * float(self.cfg.action_scale) for x in d.action_scale],
+                "home": [float(x) for x in d.home],
+                "joint_range": [[float(lo), float(hi)] for lo, hi in d.joint_range],
+                "joint_names": list(d.joint_names),
+            },
+            "control": {"physics_timestep": float(self.mj_model.opt.timestep), "substeps": int(self.cfg.sim.substeps)},
+            "observation": {"gait_frequency": float(self.cfg.obs.gait_frequency) if self.cfg.obs.gait_phase else None,
+                            "history": int(self.cfg.obs.history)},
+            "command": {"labels": ["vx", "vy", "yaw_rate"], "units": ["m/s", "m/s", "rad/s"],
+                        "vx": list(self.cfg.command.vx), "vy": list(self.cfg.command.vy),
+                        "yaw_rate": list(self.cfg.command.yaw_rate)},
+        }
+
+    def servo_targets(self, action: jax.Array) -> jax.Array:
+        """Joint position targets of an action (no delay, no joint offset): the deployed mapping."""
+        return jnp.clip(self._home + self._scale * jnp.clip(action, -1.0, 1.0), self._range[:, 0], self._range[:, 1])
+
+    def fallen(self, q: dict[str, jax.Array]) -> jax.Array:
+        t = self.cfg.termination
+        return (q["base_height"] < t.min_base_height) | (q["torso_up"] < t.min_torso_up)
+
+    def mujoco_observer(self) -> "MujocoObserver":
+        """The actor observation computed from a plain ``mujoco.MjData`` by this env's own functions."""
+        return MujocoObserver(self)
+
+
+class MujocoObserver:
+    """Runs the env's own observation code on a plain MuJoCo (C) ``MjData``, for sim-to-sim.
+
+    ``MjData`` is seen with MJX's array shapes, then the env's ``_quantities``, ``_obs_frames`` and
+    ``_actor_obs`` run on it (jitted once), so the C simulator and the MJX env share one
+    observation function. The episode bookkeeping an env step does (previous action, step count
+    for the gait clock, frame history) is kept here. Contact forces read as zero (MJX's solver
+    rows do not apply to MuJoCo C); the actor observation does not use them. Build the env with
+    randomisation and sensor noise off (``evaluation_env_config``).
+    """
+
+    def __init__(self, env: WildRobotEnv):
+        self.env = env
+        self._info = jax.jit(env.reset)(jax.random.key(0)).info  # nominal randomisation parameters
+        self._efc_size = int(np.max(env.physics.foot_efc_rows)) + 1
+        self._observe = jax.jit(self._observe_fn)
+        self.reset(jnp.zeros(3))
+
+    def reset(self, command) -> None:
+        self.command = jnp.asarray(command, jnp.float32)
+        self.step = 0
+        self.prev_action = jnp.zeros(self.env.action_size, jnp.float32)
+        self.history = None
+
+    def _observe_fn(self, arrays, info):
+        from types import SimpleNamespace
+
+        view = SimpleNamespace(**arrays, _impl=SimpleNamespace(efc_force=jnp.zeros(self._efc_size)))
+        q = self.env._quantities(view, info)
+        frame, _ = self.env._obs_frames(q, info, jax.random.key(0))
+        if self.env.cfg.obs.history and "obs_history" not in info:
+            info = dict(info, obs_history=jnp.tile(frame[None], (self.env.cfg.obs.history, 1)))
+        actor = self.env._actor_obs(frame, info)
+        history = None
+        if self.env.cfg.obs.history:
+            history = jnp.concatenate([frame[None], info["obs_history"][:-1]], axis=0)
+        keep = {k: q[k] for k in ("base_vel_heading", "yaw_rate", "base_height", "torso_up")}
+        return actor, history, keep, self.env.fallen(q)
+
+    def observe(self, data) -> tuple[np.ndarray, dict, bool]:
+        """(actor observation, {base_vel_heading, yaw_rate, base_height, torso_up}, fallen) of ``data``."""
+        arrays = {
+            "qpos": data.qpos, "qvel": data.qvel, "cvel": data.cvel, "site_xpos": data.site_xpos,
+            "subtree_com": data.subtree_com, "actuator_force": data.actuator_force,
+            "site_xmat": data.site_xmat.reshape(-1, 3, 3), "xmat": data.xmat.reshape(-1, 3, 3),
+        }
+        info = dict(self._info, step=jnp.int32(self.step), prev_action=self.prev_action, command=self.command)
+        if self.history is not None:
+            info["obs_history"] = self.history
+        actor, history, q, fallen = self._observe(arrays, info)
+        if history is not None:
+            self.history = history
+        return np.asarray(actor), {k: np.asarray(v) for k, v in q.items()}, bool(fallen)
+
+    def ctrl(self, action) -> np.ndarray:
+        """Servo targets of ``action``; call once per control step (it advances the bookkeeping)."""
+        action = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
+        self.prev_action = action
+        self.step += 1
+        return np.asarray(self.env.servo_targets(action))

@@ -1,0 +1,150 @@
+"""Typed configuration of the WildRobot velocity-command locomotion env.
+
+Everything a user tunes lives here (and in conf/env/wildrobot.yaml); robot facts (joints, home
+pose, feet, IMU) live in the robot description (``robot``: path, None = the shipped 11-DOF one).
+Only OmegaConf-friendly types: int, float, bool, str, Optional, lists, nested dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+
+@dataclass
+class SimConfig:
+    # None keeps the MJCF's own value (4 ms, 3 iterations, 8 line-search iterations).
+    timestep: Optional[float] = None
+    iterations: Optional[int] = None
+    ls_iterations: Optional[int] = None
+    substeps: int = 5  # control period = timestep * substeps (50 Hz with the MJCF's 4 ms)
+
+
+@dataclass
+class CommandConfig:
+    """Velocity commands (vx, vy in the heading frame, m/s; yaw rate, rad/s)."""
+
+    vx: List[float] = field(default_factory=lambda: [0.0, 0.4])
+    vy: List[float] = field(default_factory=lambda: [-0.1, 0.1])
+    yaw_rate: List[float] = field(default_factory=lambda: [-0.5, 0.5])
+    zero_probability: float = 0.1  # share of resampled commands that are exactly zero (stand)
+    deadband: float = 0.05  # components smaller than this become 0
+    resample_interval_s: float = 10.0
+
+
+@dataclass
+class RewardWeights:
+    """Weight of each named term; every term is logged as reward/<name> (weight * value * dt)."""
+
+    tracking_lin_vel: float = 1.5
+    tracking_ang_vel: float = 0.8
+    lin_vel_z: float = -1.0
+    ang_vel_xy: float = -0.05
+    orientation: float = -5.0
+    base_height: float = -20.0
+    torque: float = -1e-3
+    action_rate: float = -0.01
+    joint_limits: float = -2.0
+    pose: float = -0.2
+    feet_slip: float = -0.25
+    feet_air_time: float = 2.0
+    feet_phase: float = 1.0
+    stand_still: float = -0.5
+    termination: float = -1.0
+
+
+@dataclass
+class RewardConfig:
+    weights: RewardWeights = field(default_factory=RewardWeights)
+    tracking_sigma: float = 0.1  # exp(-|v_err|^2 / sigma), (m/s)^2
+    tracking_sigma_yaw: float = 0.2  # (rad/s)^2
+    base_height_target: Optional[float] = None  # m; None = root height at the home keyframe
+    soft_limit_fraction: float = 0.9  # joint_limits penalises leaving this share of the range
+    air_time_min: float = 0.15  # s; touchdowns after a shorter swing are penalised
+    air_time_max: float = 0.4  # s; longer swings earn no more
+    swing_height: float = 0.04  # m; peak sole height of the gait clock's swing (feet_phase)
+    feet_phase_sigma: float = 0.002  # m^2: exp(-sum of squared sole-height errors / sigma)
+    contact_threshold: float = 2.0  # N per foot, as the robot's foot switches
+    clip_at_zero: bool = True  # Playground-style: per-step sum clipped at 0 (falls end the income)
+
+
+@dataclass
+class ObsConfig:
+    gait_phase: bool = True  # (sin, cos) of a gait clock per foot in the actor obs
+    gait_frequency: float = 1.5  # Hz
+    history: int = 0  # extra past actor frames stacked into the actor obs
+
+
+@dataclass
+class RandomRange:
+    enabled: bool = True
+    low: float = 1.0
+    high: float = 1.0
+
+
+@dataclass
+class DelayConfig:
+    enabled: bool = True
+    probability: float = 0.5  # share of episodes that run with one control step of action delay
+
+
+@dataclass
+class RandomizationConfig:
+    """Per-episode domain randomisation; each item switchable, sampled uniformly in [low, high]."""
+
+    enabled: bool = True
+    floor_friction: RandomRange = field(default_factory=lambda: RandomRange(True, 0.4, 1.0))
+    link_mass_scale: RandomRange = field(default_factory=lambda: RandomRange(True, 0.9, 1.1))
+    kp_scale: RandomRange = field(default_factory=lambda: RandomRange(True, 0.9, 1.1))
+    frictionloss_scale: RandomRange = field(default_factory=lambda: RandomRange(True, 0.8, 1.2))
+    joint_offset: RandomRange = field(default_factory=lambda: RandomRange(True, -0.03, 0.03))  # rad
+    action_delay: DelayConfig = field(default_factory=DelayConfig)
+
+
+@dataclass
+class PushConfig:
+    """Random pushes: a horizontal velocity kick of the whole robot on a timer."""
+
+    enabled: bool = True
+    interval_s: List[float] = field(default_factory=lambda: [5.0, 10.0])
+    velocity: List[float] = field(default_factory=lambda: [0.1, 0.5])  # m/s
+
+
+@dataclass
+class NoiseConfig:
+    """Gaussian noise (standard deviations) on the actor observation only."""
+
+    enabled: bool = True
+    gyro: float = 0.05  # rad/s
+    gravity: float = 0.035  # ~2 degrees of orientation error
+    joint_pos: float = 0.01  # rad
+    joint_vel: float = 0.1  # rad/s
+
+
+@dataclass
+class TerminationConfig:
+    min_base_height: float = 0.25  # m, root body
+    min_torso_up: float = 0.5  # z of the torso's up axis; 0.5 = tilted 60 degrees
+
+
+@dataclass
+class ResetConfig:
+    joint_noise: float = 0.02  # rad, uniform around home
+    random_heading: bool = True
+
+
+@dataclass
+class WildRobotEnvConfig:
+    name: str = "wildrobot"
+    robot: Optional[str] = None  # robot description YAML; None = the shipped 11-DOF WildRobot
+    episode_length: int = 1000  # control steps (20 s at 50 Hz)
+    action_scale: float = 1.0  # multiplies the description's per-joint scales
+    sim: SimConfig = field(default_factory=SimConfig)
+    command: CommandConfig = field(default_factory=CommandConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    obs: ObsConfig = field(default_factory=ObsConfig)
+    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+    push: PushConfig = field(default_factory=PushConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    termination: TerminationConfig = field(default_factory=TerminationConfig)
+    reset: ResetConfig = field(default_factory=ResetConfig)
