@@ -141,8 +141,7 @@ class WildRobotEnv(Env):
 
         # servo targets: residual around home, in the servo's own (offset) frame
         applied = randomize.delayed_action(action, info["prev_action"], dr)
-        target = jnp.clip(self._home + self._scale * applied, self._range[:, 0], self._range[:, 1])
-        ctrl = target + dr["joint_offset"]
+        ctrl = self.servo_targets(applied) + dr["joint_offset"]
 
         data = state.data
         countdown = info["push_countdown"] - 1
@@ -168,9 +167,7 @@ class WildRobotEnv(Env):
         first_contact = (info["air_time"] > 0) * contact_filt
         air_time = info["air_time"] + self._dt
 
-        fall = (
-            (q["base_height"] < cfg.termination.min_base_height) | (q["torso_up"] < cfg.termination.min_torso_up)
-        ).astype(jnp.float32)
+        fall = self.fallen(q).astype(jnp.float32)
 
         c = dict(
             q,
