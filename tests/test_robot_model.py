@@ -11,6 +11,7 @@ import mujoco
 import numpy as np
 import pytest
 
+from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
 from wildrobot.envs.physics import MjxPhysics, quat_to_mat, wxyz_to_xyzw, xyzw_to_wxyz, yaw_from_quat, yaw_quat
 from wildrobot.robot import load_robot_description
 
@@ -165,22 +166,58 @@ def test_tuned_settings_stand_like_a_fine_reference(model, desc, friction):
     assert wobble_fast < 2e-4 and wobble_ref < 2e-4  # at rest, no chatter (m)
 
 
+def _stepping_gait(model, desc, friction, seconds=0.6, **opt):
+    """Root position and joint angles every 20 ms of an open-loop alternating stepping motion."""
+    m = copy.deepcopy(model)
+    for k, v in opt.items():
+        setattr(m.opt, k, v)
+    m.geom_friction[:, 0] = friction
+    names, home = list(desc.joint_names), np.array(desc.home)
+    lo, hi = np.array(desc.joint_range).T
+    d = _home_data(m, desc)
+    substeps = int(round(0.02 / m.opt.timestep))
+    out = []
+    for k in range(int(round(seconds / 0.02))):
+        phase = 2 * np.pi * 1.5 * k * 0.02
+        a = np.zeros(len(names))
+        for side, sign, offset in (("left", 1, 0.0), ("right", -1, np.pi)):
+            lift = max(np.sin(phase + offset), 0.0)  # one foot swings while the other stands
+            a[names.index(f"{side}_hip_pitch")] = sign * 0.25 * lift
+            a[names.index(f"{side}_knee_pitch")] = 0.5 * lift
+            a[names.index(f"{side}_ankle_pitch")] = -0.2 * lift
+            a[names.index(f"{side}_hip_roll")] = 0.15 * np.sin(phase)
+        a[names.index("waist_yaw")] = 0.25 * np.sin(phase)
+        d.ctrl[:] = np.clip(home + a, lo, hi)
+        mujoco.mj_step(m, d, nstep=substeps)
+        out.append(np.r_[d.qpos[:3], [d.qpos[m.joint(j).qposadr[0]] for j in names]])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("friction", [1.0, 0.4])
+def test_tuned_settings_step_like_a_fine_reference(model, desc, friction):
+    """Feet lifting and landing (impacts, slip on the low-friction floor): tuned vs 1 ms, 50/50 iterations."""
+    fast = _stepping_gait(model, desc, friction)
+    ref = _stepping_gait(model, desc, friction, timestep=0.001, iterations=50, ls_iterations=50)
+    assert np.abs(fast[:, :3] - ref[:, :3]).max() < 5e-3  # root path within 5 mm
+    assert np.abs(fast[:, 3:] - ref[:, 3:]).max() < 0.03  # joint angles within 0.03 rad
+
+
 def test_plain_mujoco_and_mjx_agree_on_an_open_loop_rollout(model, desc):
     phys = MjxPhysics(desc)
     m = phys.mj_model
     home = np.array(desc.home)
+    substeps = WildRobotEnvConfig().sim.substeps
     t = np.arange(25) * 0.02
-    # an open-loop squat-and-sway around home: 0.5 s, 25 control steps of 5 substeps
+    # an open-loop squat-and-sway around home: 0.5 s, 25 control steps
     ctrl = home[None] + 0.15 * np.sin(2 * np.pi * 2.0 * t)[:, None] * np.array(desc.action_scale)[None]
     d = _home_data(m, desc)
     for c in ctrl:
         d.ctrl[:] = c
-        for _ in range(5):
-            mujoco.mj_step(m, d)
+        mujoco.mj_step(m, d, nstep=substeps)
 
     @jax.jit
     def rollout(data, ctrls):
-        return jax.lax.scan(lambda dd, c: (phys.step(phys.model, dd, c, 5), None), data, ctrls)[0]
+        return jax.lax.scan(lambda dd, c: (phys.step(phys.model, dd, c, substeps), None), data, ctrls)[0]
 
     dx = rollout(phys.home_data, jnp.asarray(ctrl, jnp.float32))
     np.testing.assert_allclose(np.asarray(dx.qpos[:3]), d.qpos[:3], atol=3e-3)

@@ -8,7 +8,7 @@ observations or trainers.
 
 Conventions: quaternions are MuJoCo's (w, x, y, z); world frame x forward, y left, z up.
 Quantities read from ``data.xmat``/``cvel``/``efc_force`` are those MuJoCo computed in the last
-substep's forward pass, i.e. one physics step (4 ms) older than ``qpos``/``qvel``: the same
+substep's forward pass, i.e. one physics step (5 ms) older than ``qpos``/``qvel``: the same
 staleness MuJoCo's own sensors have.
 """
 

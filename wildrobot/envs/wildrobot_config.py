@@ -13,11 +13,11 @@ from typing import List, Optional
 
 @dataclass
 class SimConfig:
-    # None keeps the MJCF's own value (4 ms, 3 iterations, 8 line-search iterations).
+    # None keeps the MJCF's own value (5 ms, 2 Newton iterations, 4 line-search iterations).
     timestep: Optional[float] = None
     iterations: Optional[int] = None
     ls_iterations: Optional[int] = None
-    substeps: int = 5  # control period = timestep * substeps (50 Hz with the MJCF's 4 ms)
+    substeps: int = 4  # control period = timestep * substeps (50 Hz with the MJCF's 5 ms)
 
 
 @dataclass
@@ -37,7 +37,7 @@ class RewardWeights:
     """Weight of each named term; every term is logged as reward/<name> (weight * value * dt)."""
 
     tracking_lin_vel: float = 1.5
-    tracking_ang_vel: float = 0.8
+    tracking_ang_vel: float = 1.5
     lin_vel_z: float = -1.0
     ang_vel_xy: float = -0.05
     orientation: float = -5.0
