@@ -5,38 +5,24 @@
 Env side: ``wrap_for_training(env)`` (vmapped step with observations, rewards, domain
 randomisation, pushes, noise, and the auto-reset that calls ``reset`` for every env every step),
 scanned over ``--steps`` control steps with random actions. Bare side: the same model, the same
-substeps of ``mjx.step`` per control step, under vmap + scan, nothing else. The last line holds the
-headline figures as name=value pairs.
+substeps of ``mjx.step`` per control step, under vmap + scan, nothing else. The timed calls of the
+two sides alternate (best of ``--repeats`` each), so a slow spell of a shared machine hits both.
+The last line holds the headline figures as name=value pairs.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-from mujoco import mjx
+from common import bare_physics_rollout, best_times
 
 from wildrobot.envs.wildrobot import WildRobotEnv
 from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
-from wildrobot.envs.wrappers import batch_map, default_chunk, wrap_for_training
-
-
-def _timed(fn, *args, repeats: int):
-    out = fn(*args)  # compile
-    jax.block_until_ready(out)
-    out = fn(*args)  # a second call: the outputs' exact types can differ from the inputs'
-    jax.block_until_ready(out)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t)
-    return best
+from wildrobot.envs.wrappers import default_chunk, wrap_for_training
+from wildrobot.jax_setup import configure_jax
 
 
 def main() -> None:
@@ -53,9 +39,7 @@ def main() -> None:
     ap.add_argument("--no-randomization", action="store_true", help="DR, pushes and noise off")
     args = ap.parse_args()
 
-    cache = os.environ.get("WILDROBOT_JAX_CACHE", str(Path.home() / ".cache" / "wildrobot" / "jax"))
-    jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+    configure_jax()
 
     cfg = WildRobotEnvConfig()
     if args.no_randomization:
@@ -75,13 +59,7 @@ def main() -> None:
 
         return jax.lax.scan(body, state, jax.random.split(key, T))[0]
 
-    @jax.jit
-    def bare_rollout(data, ctrl):
-        def ctl(d, c):
-            d = d.replace(ctrl=c)
-            return jax.lax.fori_loop(0, substeps, lambda _, x: mjx.step(phys.model, x), d)
-
-        return jax.lax.scan(lambda d, c: (batch_map(ctl, d, c, chunk=chunk), None), data, ctrl)[0]
+    bare_rollout = bare_physics_rollout(phys.model, substeps, chunk)
 
     reset = jax.jit(batched.reset)
     figures = {}
@@ -91,11 +69,17 @@ def main() -> None:
     )
     for n in args.num_envs:
         state = reset(jax.random.split(jax.random.key(0), n))
-        t_env = _timed(env_rollout, state, jax.random.key(1), repeats=args.repeats)
         data = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), phys.home_data)
         ctrl = jnp.broadcast_to(jnp.asarray(env.desc.home), (T, n, env.action_size))
-        t_bare = _timed(bare_rollout, data, ctrl, repeats=args.repeats)
-        t_reset = _timed(reset, jax.random.split(jax.random.key(2), n), repeats=args.repeats)
+        t = best_times(
+            {
+                "env": (env_rollout, state, jax.random.key(1)),
+                "bare": (bare_rollout, data, ctrl),
+                "reset": (reset, jax.random.split(jax.random.key(2), n)),
+            },
+            repeats=args.repeats,
+        )
+        t_env, t_bare, t_reset = t["env"], t["bare"], t["reset"]
         env_sps, bare_sps = n * T / t_env, n * T / t_bare
         figures[f"ratio_{n}"] = f"{env_sps / bare_sps:.3f}"
         figures[f"env_sps_{n}"] = f"{env_sps:.0f}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import jax
@@ -13,7 +12,7 @@ import pytest
 
 from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
 from wildrobot.envs.physics import MjxPhysics, quat_to_mat, wxyz_to_xyzw, xyzw_to_wxyz, yaw_from_quat, yaw_quat
-from wildrobot.robot import load_robot_description
+from wildrobot.robot import fidelity, load_robot_description
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +23,6 @@ def desc():
 @pytest.fixture(scope="module")
 def model(desc):
     return mujoco.MjModel.from_xml_path(desc.mjcf_path)
-
-
-def _home_data(model, desc):
-    d = mujoco.MjData(model)
-    mujoco.mj_resetDataKeyframe(model, d, model.key(desc.home_keyframe).id)
-    mujoco.mj_forward(model, d)
-    return d
 
 
 def test_model_matches_description(model, desc):
@@ -64,7 +56,7 @@ def test_model_matches_description(model, desc):
 
 
 def test_home_keyframe_is_the_description_home_with_flat_feet_on_the_floor(model, desc):
-    d = _home_data(model, desc)
+    d = fidelity.home_data(model, desc)
     q = [d.qpos[model.joint(j).qposadr[0]] for j in desc.joint_names]
     np.testing.assert_allclose(q, desc.home, atol=1e-6)
     np.testing.assert_allclose(d.qpos[3:7], [1, 0, 0, 0])  # (w, x, y, z): upright
@@ -138,68 +130,23 @@ def test_quaternions_are_w_first_everywhere():
     np.testing.assert_allclose(np.asarray(quat_to_mat(jnp.asarray(yq))) @ [1, 0, 0], [math.cos(0.7), math.sin(0.7), 0], atol=1e-6)
 
 
-def _stand(model, desc, seconds=2.0, friction=None, **opt):
-    m = copy.deepcopy(model)
-    for k, v in opt.items():
-        setattr(m.opt, k, v)
-    if friction is not None:
-        m.geom_friction[:, 0] = friction
-    d = _home_data(m, desc)
-    n = int(round(seconds / m.opt.timestep))
-    heights = []
-    for _ in range(n):
-        mujoco.mj_step(m, d)
-        heights.append(d.qpos[2])
-    heights = np.array(heights[n // 2 :])
-    joints = np.array([d.qpos[m.joint(j).qposadr[0]] for j in desc.joint_names])
-    return d.qpos.copy(), joints, heights.std()
-
-
 @pytest.mark.parametrize("friction", [None, 0.4])
 def test_tuned_settings_stand_like_a_fine_reference(model, desc, friction):
     """The MJCF's speed settings vs 1 ms steps and 50 solver iterations, at nominal and lowest DR friction."""
-    q_fast, j_fast, wobble_fast = _stand(model, desc, friction=friction)
-    q_ref, j_ref, wobble_ref = _stand(model, desc, friction=friction, timestep=0.001, iterations=50, ls_iterations=50)
+    q_fast, j_fast, wobble_fast = fidelity.stand(fidelity.with_options(model, friction), desc)
+    q_ref, j_ref, wobble_ref = fidelity.stand(fidelity.with_options(model, friction, **fidelity.FINE_REFERENCE), desc)
     assert abs(q_fast[2] - q_ref[2]) < 2e-3  # same standing height (m)
     np.testing.assert_allclose(j_fast, j_ref, atol=0.02)  # same posture (rad)
     np.testing.assert_allclose(q_fast[:2], q_ref[:2], atol=5e-3)  # no drift
     assert wobble_fast < 2e-4 and wobble_ref < 2e-4  # at rest, no chatter (m)
 
 
-def _stepping_gait(model, desc, friction, seconds=0.6, **opt):
-    """Root position and joint angles every 20 ms of an open-loop alternating stepping motion."""
-    m = copy.deepcopy(model)
-    for k, v in opt.items():
-        setattr(m.opt, k, v)
-    m.geom_friction[:, 0] = friction
-    names, home = list(desc.joint_names), np.array(desc.home)
-    lo, hi = np.array(desc.joint_range).T
-    d = _home_data(m, desc)
-    substeps = int(round(0.02 / m.opt.timestep))
-    out = []
-    for k in range(int(round(seconds / 0.02))):
-        phase = 2 * np.pi * 1.5 * k * 0.02
-        a = np.zeros(len(names))
-        for side, sign, offset in (("left", 1, 0.0), ("right", -1, np.pi)):
-            lift = max(np.sin(phase + offset), 0.0)  # one foot swings while the other stands
-            a[names.index(f"{side}_hip_pitch")] = sign * 0.25 * lift
-            a[names.index(f"{side}_knee_pitch")] = 0.5 * lift
-            a[names.index(f"{side}_ankle_pitch")] = -0.2 * lift
-            a[names.index(f"{side}_hip_roll")] = 0.15 * np.sin(phase)
-        a[names.index("waist_yaw")] = 0.25 * np.sin(phase)
-        d.ctrl[:] = np.clip(home + a, lo, hi)
-        mujoco.mj_step(m, d, nstep=substeps)
-        out.append(np.r_[d.qpos[:3], [d.qpos[m.joint(j).qposadr[0]] for j in names]])
-    return np.array(out)
-
-
 @pytest.mark.parametrize("friction", [1.0, 0.4])
 def test_tuned_settings_step_like_a_fine_reference(model, desc, friction):
     """Feet lifting and landing (impacts, slip on the low-friction floor): tuned vs 1 ms, 50/50 iterations."""
-    fast = _stepping_gait(model, desc, friction)
-    ref = _stepping_gait(model, desc, friction, timestep=0.001, iterations=50, ls_iterations=50)
-    assert np.abs(fast[:, :3] - ref[:, :3]).max() < 5e-3  # root path within 5 mm
-    assert np.abs(fast[:, 3:] - ref[:, 3:]).max() < 0.03  # joint angles within 0.03 rad
+    root_error, joint_error = fidelity.stepping_error(model, desc, friction)
+    assert root_error < 5e-3  # root path within 5 mm
+    assert joint_error < 0.03  # joint angles within 0.03 rad
 
 
 def test_plain_mujoco_and_mjx_agree_on_an_open_loop_rollout(model, desc):
@@ -210,7 +157,7 @@ def test_plain_mujoco_and_mjx_agree_on_an_open_loop_rollout(model, desc):
     t = np.arange(25) * 0.02
     # an open-loop squat-and-sway around home: 0.5 s, 25 control steps
     ctrl = home[None] + 0.15 * np.sin(2 * np.pi * 2.0 * t)[:, None] * np.array(desc.action_scale)[None]
-    d = _home_data(m, desc)
+    d = fidelity.home_data(m, desc)
     for c in ctrl:
         d.ctrl[:] = c
         mujoco.mj_step(m, d, nstep=substeps)

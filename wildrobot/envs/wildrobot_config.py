@@ -13,7 +13,7 @@ from typing import List, Optional
 
 @dataclass
 class SimConfig:
-    # None keeps the MJCF's own value (5 ms, 2 Newton iterations, 4 line-search iterations).
+    # None keeps the MJCF's own value (5 ms, 2 Newton iterations, 3 line-search iterations).
     timestep: Optional[float] = None
     iterations: Optional[int] = None
     ls_iterations: Optional[int] = None
