@@ -63,13 +63,12 @@ def main() -> None:
     calls, rows = {}, {}
     for name, change in SETTINGS.items():
         m = build(base, change)
-        substeps = int(round(fidelity.CONTROL_DT / m.opt.timestep))
         mx = mjx.put_model(m)
         key = m.key(desc.home_keyframe).id
         home = mjx.forward(mx, mjx.make_data(mx).replace(qpos=jnp.asarray(m.key_qpos[key]), ctrl=jnp.asarray(m.key_ctrl[key])))
         data = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), home)
         ctrl = jnp.broadcast_to(jnp.asarray(m.key_ctrl[key]), (T, n, m.nu))
-        calls[name] = (bare_physics_rollout(mx, substeps, chunk), data, ctrl)
+        calls[name] = (bare_physics_rollout(mx, fidelity.substeps(m), chunk), data, ctrl)
         root, joint = fidelity.stepping_error(m, desc, LOW_FRICTION)
         _, _, wobble = fidelity.stand(fidelity.with_options(m, LOW_FRICTION), desc)
         rows[name] = {"root_mm": 1e3 * root, "joint_rad": joint, "wobble_mm": 1e3 * wobble}

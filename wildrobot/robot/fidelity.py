@@ -36,7 +36,8 @@ def home_data(model: mujoco.MjModel, desc: RobotDescription) -> mujoco.MjData:
     return d
 
 
-def _substeps(model: mujoco.MjModel) -> int:
+def substeps(model: mujoco.MjModel) -> int:
+    """Physics steps per 20 ms control step at this model's timestep."""
     return int(round(CONTROL_DT / model.opt.timestep))
 
 
@@ -70,7 +71,7 @@ def stepping_motion(model: mujoco.MjModel, desc: RobotDescription, seconds: floa
             a[names.index(f"{side}_hip_roll")] = 0.15 * np.sin(phase)
         a[names.index("waist_yaw")] = 0.25 * np.sin(phase)
         d.ctrl[:] = np.clip(home + a, lo, hi)
-        mujoco.mj_step(model, d, nstep=_substeps(model))
+        mujoco.mj_step(model, d, nstep=substeps(model))
         out.append(np.r_[d.qpos[:3], [d.qpos[model.joint(j).qposadr[0]] for j in names]])
     return np.array(out)
 
