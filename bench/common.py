@@ -2,44 +2,55 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import jax
 from mujoco import mjx
 
-from wildrobot.envs.wrappers import batch_map
+from wildrobot.envs.physics import physics_steps
 
 
-def best_times(calls: dict[str, tuple], repeats: int) -> dict[str, float]:
-    """{name: fastest of ``repeats`` timed calls} for {name: (fn, *args)}.
+def timed_rounds(calls: dict[str, tuple], repeats: int) -> dict[str, list[float]]:
+    """{name: seconds of each of ``repeats`` timed calls} for {name: (fn, *args)}.
 
     Each function is compiled and warmed up first (a second call: the outputs' exact types can
     differ from the inputs', which can trigger one more trace); then the timed calls alternate
     between the functions, round by round, so that a slow spell of a shared machine hits every
-    side alike and the ratios stay fair.
+    side alike.
     """
     for fn, *args in calls.values():
         jax.block_until_ready(fn(*args))
         jax.block_until_ready(fn(*args))
-    best = {name: float("inf") for name in calls}
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
         for name, (fn, *args) in calls.items():
             start = time.perf_counter()
             jax.block_until_ready(fn(*args))
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
-def bare_physics_rollout(model: mjx.Model, substeps: int, chunk: int | None):
+def best_times(calls: dict[str, tuple], repeats: int) -> dict[str, float]:
+    """{name: fastest of ``repeats`` timed calls}, alternating as ``timed_rounds``."""
+    return {name: min(t) for name, t in timed_rounds(calls, repeats).items()}
+
+
+def paired_ratio(times: dict[str, list[float]], slow: str, fast: str) -> float:
+    """Median over rounds of time[fast] / time[slow]: each round's two calls ran back to back, so
+    a machine whose speed drifts by ±20 % between minutes still gives a steady ratio."""
+    return float(statistics.median(f / s for s, f in zip(times[slow], times[fast])))
+
+
+def bare_physics_rollout(model: mjx.Model, substeps: int):
     """A jitted ``(data, ctrl[T, n, nu]) -> data``: T control steps of ``substeps`` bare ``mjx.step``
-    calls for a batch of n, batched as the env is (``batch_map``), and nothing else."""
-
-    def control_step(d, c):
-        d = d.replace(ctrl=c)
-        return jax.lax.fori_loop(0, substeps, lambda _, x: mjx.step(model, x), d)
+    calls for a batch of n, batched as the env's physics is (``physics_steps``: chunks on CPU), and
+    nothing else."""
+    steps = physics_steps(substeps)
+    control_step = jax.vmap(lambda d, c: steps(model, d, c, None))
 
     @jax.jit
     def rollout(data, ctrl):
-        return jax.lax.scan(lambda d, c: (batch_map(control_step, d, c, chunk=chunk), None), data, ctrl)[0]
+        return jax.lax.scan(lambda d, c: (control_step(d, c), None), data, ctrl)[0]
 
     return rollout

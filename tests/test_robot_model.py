@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
-from wildrobot.envs.physics import MjxPhysics, quat_to_mat, wxyz_to_xyzw, xyzw_to_wxyz, yaw_from_quat, yaw_quat
+from wildrobot.envs.physics import MjxPhysics, quat_to_mat, scaled_servo_setpoint, wxyz_to_xyzw, xyzw_to_wxyz, yaw_from_quat, yaw_quat
 from wildrobot.robot import fidelity, load_robot_description
 
 
@@ -147,6 +147,29 @@ def test_tuned_settings_step_like_a_fine_reference(model, desc, friction):
     root_error, joint_error = fidelity.stepping_error(model, desc, friction)
     assert root_error < 5e-3  # root path within 5 mm
     assert joint_error < 0.03  # joint angles within 0.03 rad
+
+
+@pytest.mark.parametrize("scale", [0.7, 1.2])
+def test_kp_scaled_through_the_setpoint_equals_a_model_with_scaled_kp(model, desc, scale):
+    """The env randomises kp by moving the servo setpoint; the plain-C model with kp scaled must agree."""
+    scaled = mujoco.MjModel.from_xml_path(desc.mjcf_path)
+    scaled.actuator_gainprm[:, 0] *= scale
+    scaled.actuator_biasprm[:, 1] *= scale
+    qpos_idx = np.array([model.jnt_qposadr[model.actuator_trnid[k, 0]] for k in range(model.nu)])
+    key = model.key(desc.home_keyframe).id
+    target = np.asarray(desc.home) + 0.1 * np.sin(np.arange(model.nu))  # inside every range
+    assert np.all((target > model.actuator_ctrlrange[:, 0]) & (target < model.actuator_ctrlrange[:, 1]))
+    reference, through_setpoint = mujoco.MjData(scaled), mujoco.MjData(model)
+    for m, d in ((scaled, reference), (model, through_setpoint)):
+        mujoco.mj_resetDataKeyframe(m, d, key)
+    reference.ctrl[:] = target
+    for _ in range(200):  # 1 s
+        mujoco.mj_step(scaled, reference)
+        through_setpoint.ctrl[:] = scaled_servo_setpoint(target, through_setpoint.qpos[qpos_idx], scale)
+        mujoco.mj_step(model, through_setpoint)
+    moved = np.abs(reference.qpos[qpos_idx] - model.key_qpos[key][qpos_idx]).max()
+    assert moved > 0.05  # the servos did work
+    np.testing.assert_allclose(through_setpoint.qpos, reference.qpos, atol=1e-6)
 
 
 def test_plain_mujoco_and_mjx_agree_on_an_open_loop_rollout(model, desc):

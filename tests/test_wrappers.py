@@ -50,15 +50,22 @@ def test_fall_terminates_resets_and_keeps_episode_stats(batched):
     assert not bool(jnp.all(jax.random.key_data(state.info["reset_rng"]) == jax.random.key_data(before)))
 
 
-def test_chunked_batch_equals_one_vmap_including_zero_size_leaves():
-    from wildrobot.envs.wrappers import batch_map
+def test_physics_vmapped_in_chunks_equals_one_vmap_with_shared_and_per_env_arguments():
+    from wildrobot.envs.physics import vmap_in_chunks
 
-    def fn(x, empty):
-        return {"y": jnp.sin(x) * 2.0, "empty": empty}
+    def fn(shared, per_env, empty):
+        return {"y": jnp.sin(per_env) * shared["gain"], "empty": empty}
 
-    x = jnp.arange(12.0).reshape(12, 1)
+    shared = {"gain": jnp.array([2.0, 3.0])}  # unbatched, like a model every env shares
+    x = jnp.arange(24.0).reshape(12, 2)
     empty = jnp.zeros((12, 0))  # mjx.Data has such leaves (e.g. act)
-    whole = batch_map(fn, x, empty, chunk=0)
-    chunked = batch_map(fn, x, empty, chunk=5)  # 12 envs -> chunks of 4
-    np.testing.assert_array_equal(whole["y"], chunked["y"])
+    whole = jax.vmap(fn, in_axes=(None, 0, 0))(shared, x, empty)
+    chunked = jax.jit(jax.vmap(vmap_in_chunks(fn, chunk=5), in_axes=(None, 0, 0)))(shared, x, empty)  # 12 -> 3 x 4
+    np.testing.assert_allclose(whole["y"], chunked["y"], rtol=1e-6)
     assert chunked["empty"].shape == (12, 0)
+    # per-env values of a model field (domain randomisation) batch through the chunks too
+    gains = jnp.arange(24.0).reshape(12, 2)
+    per_env = jax.vmap(vmap_in_chunks(fn, chunk=5), in_axes=({"gain": 0}, 0, 0))({"gain": gains}, x, empty)
+    np.testing.assert_allclose(per_env["y"], jnp.sin(x) * gains, rtol=1e-6)
+    # unbatched calls run fn as it is
+    np.testing.assert_allclose(vmap_in_chunks(fn, chunk=5)(shared, x[0], empty[0])["y"], jnp.sin(x[0]) * 2.0 * jnp.array([1.0, 1.5]))

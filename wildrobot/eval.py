@@ -135,8 +135,6 @@ def evaluate_policy(loaded: Any, commands: Optional[np.ndarray] = None, episodes
     import jax
     import jax.numpy as jnp
 
-    from wildrobot.envs.wrappers import batch_map
-
     env = env if env is not None else evaluation_env(loaded)
     name = loaded.cfg.env.name
     commands = default_commands(name) if commands is None else np.asarray(commands, np.float32)
@@ -154,8 +152,8 @@ def evaluate_policy(loaded: Any, commands: Optional[np.ndarray] = None, episodes
     policy = _policy_fn(loaded.algorithm)
 
     def rollout(params, obs_stats, keys, cmds):
-        state = batch_map(env.reset, keys)
-        state = batch_map(env.set_command, state, cmds)
+        state = jax.vmap(env.reset)(keys)
+        state = jax.vmap(env.set_command)(state, cmds)
         keep = [k for k in state.metrics if k.startswith(SUMMED_PREFIXES + AVERAGED_PREFIXES)]
         zeros = jnp.zeros(keys.shape[0])
         totals = {"return": zeros, "length": zeros, "fall": zeros, **{k: zeros for k in keep}}
@@ -163,7 +161,7 @@ def evaluate_policy(loaded: Any, commands: Optional[np.ndarray] = None, episodes
         def one_step(carry, _):
             state, alive, totals = carry
             action = policy(params, obs_stats, state.obs["actor"])
-            nxt = batch_map(env.step, state, action)
+            nxt = jax.vmap(env.step)(state, action)
             totals = {
                 "return": totals["return"] + alive * nxt.reward,
                 "length": totals["length"] + alive,

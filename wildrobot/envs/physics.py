@@ -14,6 +14,8 @@ staleness MuJoCo's own sensors have.
 
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import jax
 import jax.numpy as jnp
 import mujoco
@@ -21,6 +23,55 @@ import numpy as np
 from mujoco import mjx
 
 from wildrobot.robot.description import RobotDescription
+
+
+# jaxlib's batched CPU Cholesky (used by every MJX solver) can deadlock its 2-thread pool on batches
+# of >= 256; batches of 64 never did. On the CPU backend a vmapped physics step therefore runs as a
+# loop over chunks of CPU_CHUNK envs, while the rest of the env (observations, rewards, resets) is
+# vmapped over the whole batch at once (in chunks, its many small ops pay their overhead per chunk).
+CPU_CHUNK = 64
+
+
+def default_chunk() -> Optional[int]:
+    return CPU_CHUNK if jax.default_backend() == "cpu" else None
+
+
+def vmap_in_chunks(fn: Callable, chunk: Optional[int] = None) -> Callable:
+    """``fn`` unchanged, except that under ``jax.vmap`` it runs as a ``lax.map`` over vmapped
+    chunks of ``chunk`` (default: ``default_chunk()``, i.e. chunks on CPU, the whole batch on GPU).
+
+    Arguments may mix batched and unbatched leaves (a model shared by all envs, or one with
+    per-env randomised fields); unbatched leaves stay shared, outputs come back batched.
+    """
+
+    @jax.custom_batching.custom_vmap
+    def mapped(*args):
+        return fn(*args)
+
+    @mapped.def_vmap
+    def rule(axis_size, in_batched, *args):
+        leaves, tree = jax.tree.flatten(args)
+        batched = [i for i, b in enumerate(jax.tree.leaves(in_batched)) if b]
+        size = default_chunk() if chunk is None else chunk
+
+        def call(*batched_leaves):
+            ls = list(leaves)
+            for i, x in zip(batched, batched_leaves):
+                ls[i] = x
+            return fn(*jax.tree.unflatten(tree, ls))
+
+        xs = [leaves[i] for i in batched]
+        if not size or axis_size <= size:
+            out = jax.vmap(call)(*xs)
+        else:
+            c = max(c for c in range(1, size + 1) if axis_size % c == 0)  # equal chunks, no remainder
+            # explicit shapes (not lax.map's batch_size): mjx.Data has zero-size leaves
+            split = [x.reshape(axis_size // c, c, *x.shape[1:]) for x in xs]
+            out = jax.lax.map(lambda xs_: jax.vmap(call)(*xs_), split)
+            out = jax.tree.map(lambda x: x.reshape(axis_size, *x.shape[2:]), out)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return mapped
 
 
 def _id(m: mujoco.MjModel, obj: mujoco.mjtObj, name: str) -> int:
@@ -62,6 +113,13 @@ class MjxPhysics:
                 raise ValueError(f"actuator {k} of the MJCF does not drive joint '{desc.joint_names[k]}'")
         if m.nu != desc.num_joints:
             raise ValueError(f"the MJCF has {m.nu} actuators, the description {desc.num_joints} joints")
+        # position servos on their joints (gain kp, bias -kp q - kv qdot, gear 1): what the
+        # actuation, the deployed action mapping and scaled_servo_setpoint assume
+        servo = (m.actuator_gaintype == mujoco.mjtGain.mjGAIN_FIXED) & (m.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE)
+        servo &= np.isclose(m.actuator_biasprm[:, 1], -m.actuator_gainprm[:, 0]) & (m.actuator_gear[:, 0] == 1.0)
+        if not servo.all():
+            bad = [desc.joint_names[k] for k in np.flatnonzero(~servo)]
+            raise ValueError(f"actuators {bad} are not position servos with gear 1 (MJCF <position kp=... kv=...>)")
 
         self.root_body = _id(m, mujoco.mjtObj.mjOBJ_BODY, desc.root_body)
         root_jnt = m.body_jntadr[self.root_body]
@@ -85,6 +143,7 @@ class MjxPhysics:
         d = mjx.make_data(self.model).replace(qpos=jnp.asarray(self.home_qpos), ctrl=jnp.asarray(m.key_ctrl[key]))
         self.home_data = jax.jit(mjx.forward)(self.model, d)
         self.foot_efc_rows = self._foot_rows(self.home_data)
+        self._steppers: dict[tuple[int, bool], Callable] = {}
 
     def _foot_rows(self, d: mjx.Data) -> np.ndarray:
         """(n_feet, rows) indices into efc_force: every row of every contact of a foot's soles.
@@ -111,9 +170,16 @@ class MjxPhysics:
         return np.array(rows)
 
     # -- stepping ---------------------------------------------------------------------------------
-    def step(self, model: mjx.Model, data: mjx.Data, ctrl: jax.Array, substeps: int) -> mjx.Data:
-        data = data.replace(ctrl=ctrl)
-        return jax.lax.fori_loop(0, substeps, lambda _, d: mjx.step(model, d), data)
+    def step(
+        self, model: mjx.Model, data: mjx.Data, ctrl: jax.Array, substeps: int, kp_scale: jax.Array | None = None
+    ) -> mjx.Data:
+        """``substeps`` physics steps with servo targets ``ctrl``; batched in chunks on CPU
+        (``vmap_in_chunks``). ``kp_scale`` (per servo) scales the servos' stiffness through their
+        setpoint (``scaled_servo_setpoint``), so the model itself stays shared by every env."""
+        key = (substeps, kp_scale is not None)
+        if key not in self._steppers:
+            self._steppers[key] = physics_steps(substeps, self.qpos_idx if kp_scale is not None else None)
+        return self._steppers[key](model, data, ctrl, kp_scale)
 
     # -- reads ------------------------------------------------------------------------------------
     def joint_pos(self, d: mjx.Data) -> jax.Array:
@@ -167,6 +233,34 @@ class MjxPhysics:
 
     def is_finite(self, d: mjx.Data) -> jax.Array:
         return jnp.all(jnp.isfinite(d.qpos)) & jnp.all(jnp.isfinite(d.qvel))
+
+
+def scaled_servo_setpoint(target: jax.Array, q: jax.Array, kp_scale: jax.Array) -> jax.Array:
+    """The setpoint at which a position servo of gain kp pushes as one of gain ``kp_scale`` * kp:
+    kp (q + s (u - q) - q) = s kp (u - q), exactly, while it stays inside the control range.
+
+    Applied before every physics step, it randomises kp without a per-env actuator model, which
+    made each batched MJX step measurably slower on CPU.
+    """
+    return q + kp_scale * (target - q)
+
+
+def physics_steps(substeps: int, servo_qpos: np.ndarray | None = None) -> Callable:
+    """``(model, data, ctrl, kp_scale) -> data`` after ``substeps`` ``mjx.step`` calls towards servo
+    targets ``ctrl``, batched in chunks under ``jax.vmap`` on CPU (``vmap_in_chunks``). With
+    ``servo_qpos`` (qpos index of each actuator's joint), ``kp_scale`` scales each servo's kp
+    through its setpoint; without, pass ``kp_scale=None``."""
+
+    def one_step(model: mjx.Model, d: mjx.Data, ctrl: jax.Array, kp_scale) -> mjx.Data:
+        if servo_qpos is not None:
+            ctrl = scaled_servo_setpoint(ctrl, d.qpos[servo_qpos], kp_scale)
+        return mjx.step(model, d.replace(ctrl=ctrl))
+
+    def steps(model: mjx.Model, data: mjx.Data, ctrl: jax.Array, kp_scale) -> mjx.Data:
+        data = data.replace(ctrl=ctrl)
+        return jax.lax.fori_loop(0, substeps, lambda _, d: one_step(model, d, ctrl, kp_scale), data)
+
+    return vmap_in_chunks(steps)
 
 
 # -- quaternions: MuJoCo order (w, x, y, z) everywhere in this package ------------------------------

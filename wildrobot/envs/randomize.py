@@ -4,6 +4,8 @@ Per-episode parameters are sampled in ``reset`` and kept in ``state.info["dr"]``
 structure whether or not an item is enabled: nominal values when off). ``apply_to_model``
 replaces the matching ``mjx.Model`` fields inside the (vmapped) step, so the model becomes
 per-env under ``jax.vmap``; items that are switched off leave their fields shared (no cost).
+Servo kp is the exception: it is scaled through the servo setpoint (``physics.scaled_servo_setpoint``),
+which is exact and keeps the actuator fields shared.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def sample_params(key: jax.Array, cfg: RandomizationConfig, *, nbody: int, nu: i
 
 
 def apply_to_model(model: mjx.Model, p: dict[str, jax.Array], cfg: RandomizationConfig, dof_idx) -> mjx.Model:
-    """The episode's model. Only enabled items touch the model (static Python branches)."""
+    """The episode's model. Only enabled items touch the model (static Python branches); kp is
+    randomised through the servo setpoint instead (``kp_scale``)."""
     if not cfg.enabled:
         return model
     upd = {}
@@ -50,13 +53,14 @@ def apply_to_model(model: mjx.Model, p: dict[str, jax.Array], cfg: Randomization
     if cfg.link_mass_scale.enabled:
         upd["body_mass"] = model.body_mass * p["mass_scale"]
         upd["body_inertia"] = model.body_inertia * p["mass_scale"][:, None]
-    if cfg.kp_scale.enabled:
-        kp = model.actuator_gainprm[:, 0] * p["kp_scale"]
-        upd["actuator_gainprm"] = model.actuator_gainprm.at[:, 0].set(kp)
-        upd["actuator_biasprm"] = model.actuator_biasprm.at[:, 1].set(-kp)
     if cfg.frictionloss_scale.enabled:
         upd["dof_frictionloss"] = model.dof_frictionloss.at[dof_idx].multiply(p["frictionloss_scale"])
     return model.replace(**upd) if upd else model
+
+
+def kp_scale(p: dict[str, jax.Array], cfg: RandomizationConfig) -> jax.Array | None:
+    """Per-servo kp scale for ``MjxPhysics.step``, or None when kp is not randomised (no cost)."""
+    return p["kp_scale"] if cfg.enabled and cfg.kp_scale.enabled else None
 
 
 def delayed_action(action: jax.Array, prev_action: jax.Array, p: dict[str, jax.Array]) -> jax.Array:

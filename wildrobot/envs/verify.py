@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from wildrobot.envs.core import Env, State
-from wildrobot.envs.wrappers import batch_map
 
 STAND_SECONDS = 2.0
 PUSH_SPEED = 3.0  # m/s, sideways: far beyond what the pose at home can catch
@@ -45,11 +44,11 @@ class Rollout:
         self.num_envs = num_envs
         self.is_robot = robot_mod is not None and isinstance(env, robot_mod.WildRobotEnv)
         self.steps = steps or (max(1, int(round(STAND_SECONDS / env.dt))) if self.is_robot else 50)
-        self.reset = jax.jit(lambda keys: batch_map(env.reset, keys))
+        self.reset = jax.jit(lambda keys: jax.vmap(env.reset)(keys))
 
         def rollout(state: State, actions: jax.Array):
             def body(s, a):
-                s = batch_map(env.step, s, a)
+                s = jax.vmap(env.step)(s, a)
                 obs_ok = jax.vmap(_finite_tree)(s.obs)
                 rew_ok = jax.vmap(_finite_tree)((s.reward, s.metrics))
                 return s, (s.done, obs_ok, rew_ok)

@@ -152,7 +152,7 @@ class WildRobotEnv(Env):
             countdown = jnp.where(push_now, randomize.sample_push_interval(k_int, cfg.push, self._dt), countdown)
 
         model = randomize.apply_to_model(p.model, dr, cfg.randomization, p.dof_idx)
-        data = p.step(model, data, ctrl, cfg.sim.substeps)
+        data = p.step(model, data, ctrl, cfg.sim.substeps, randomize.kp_scale(dr, cfg.randomization))
         finite = p.is_finite(data)
 
         # commands: resampled on a schedule unless fixed by set_command

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,33 +32,10 @@ def _select(mask: jax.Array, on_true: Any, on_false: Any) -> Any:
     return jax.tree.map(lambda a, b: jnp.where(mask, a, b), on_true, on_false)
 
 
-# jaxlib's batched CPU Cholesky (used by every MJX solver) can deadlock its 2-thread pool on batches
-# of >= 256; batches of 64 never did. On CPU the batch is therefore stepped as a loop over chunks.
-CPU_CHUNK = 64
-
-
-def default_chunk() -> Optional[int]:
-    return CPU_CHUNK if jax.default_backend() == "cpu" else None
-
-
-def batch_map(fn: Callable, *args: Any, chunk: Optional[int] = None) -> Any:
-    """``jax.vmap(fn)(*args)``, or on CPU a ``lax.map`` over vmapped chunks of ``CPU_CHUNK``."""
-    chunk = default_chunk() if chunk is None else chunk
-    size = jax.tree.leaves(args)[0].shape[0]
-    if not chunk or size <= chunk:
-        return jax.vmap(fn)(*args)
-    chunk = max(c for c in range(1, chunk + 1) if size % c == 0)  # equal chunks, no remainder
-    # Explicit shapes (not lax.map's batch_size): mjx.Data has zero-size leaves that -1 cannot split.
-    split = jax.tree.map(lambda x: x.reshape(size // chunk, chunk, *x.shape[1:]), args)
-    out = jax.lax.map(lambda a: jax.vmap(fn)(*a), split)
-    return jax.tree.map(lambda x: x.reshape(size, *x.shape[2:]), out)
-
-
 @dataclass(frozen=True)
 class BatchedEnv:
     env: Env
     episode_length: int
-    chunk: Optional[int] = None  # envs vmapped at once; None = all on GPU, CPU_CHUNK on CPU
 
     @property
     def observation_size(self) -> dict[str, int]:
@@ -72,11 +49,13 @@ class BatchedEnv:
     def dt(self) -> float:
         return self.env.dt
 
+    # The whole batch is vmapped at once; an MJX env's physics step chunks itself on CPU
+    # (wildrobot.envs.physics.vmap_in_chunks).
     def reset(self, keys: jax.Array) -> State:
-        return batch_map(self._reset_one, keys, chunk=self.chunk)
+        return jax.vmap(self._reset_one)(keys)
 
     def step(self, state: State, actions: jax.Array) -> State:
-        return batch_map(self._step_one, state, actions, chunk=self.chunk)
+        return jax.vmap(self._step_one)(state, actions)
 
     # -- one environment ----------------------------------------------------------------------
     def _reset_one(self, key: jax.Array) -> State:
