@@ -33,7 +33,7 @@ ITEMS = {
 }
 
 
-def with_kp(model, p, cfg):
+def with_kp(model, p):
     """The per-env actuator fields a model-side kp randomisation would make."""
     kp = model.actuator_gainprm[:, 0] * p["kp_scale"]
     return model.replace(
@@ -61,7 +61,7 @@ def main() -> None:
 
     def rollout(fields):
         def control_step(d, c, p):
-            randomised = with_kp(randomize.apply_to_model(phys.model, p, cfg, phys.dof_idx), p, cfg)
+            randomised = with_kp(randomize.apply_to_model(phys.model, p, cfg, phys.dof_idx), p)
             model = phys.model.replace(**{f: getattr(randomised, f) for f in fields})
             return steps(model, d, c, None)
 

@@ -258,7 +258,6 @@ def physics_steps(substeps: int, servo_qpos: np.ndarray | None = None) -> Callab
         return mjx.step(model, d.replace(ctrl=ctrl))
 
     def steps(model: mjx.Model, data: mjx.Data, ctrl: jax.Array, kp_scale) -> mjx.Data:
-        data = data.replace(ctrl=ctrl)
         return jax.lax.fori_loop(0, substeps, lambda _, d: one_step(model, d, ctrl, kp_scale), data)
 
     return vmap_in_chunks(steps)

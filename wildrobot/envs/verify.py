@@ -44,7 +44,7 @@ class Rollout:
         self.num_envs = num_envs
         self.is_robot = robot_mod is not None and isinstance(env, robot_mod.WildRobotEnv)
         self.steps = steps or (max(1, int(round(STAND_SECONDS / env.dt))) if self.is_robot else 50)
-        self.reset = jax.jit(lambda keys: jax.vmap(env.reset)(keys))
+        self.reset = jax.jit(jax.vmap(env.reset))
 
         def rollout(state: State, actions: jax.Array):
             def body(s, a):
