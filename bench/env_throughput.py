@@ -5,7 +5,10 @@
 Env side: ``wrap_for_training(env)`` (vmapped step with observations, rewards, domain
 randomisation, pushes, noise, and the auto-reset that calls ``reset`` for every env every step),
 scanned over ``--steps`` control steps with random actions. Bare side: the same model, the same
-substeps of ``mjx.step`` per control step, batched the same way (chunks on CPU), nothing else.
+substeps of ``mjx.step`` per control step, batched the same way (chunks on CPU), nothing else,
+from the env's own reset states towards the servo targets of the same random actions, so that
+both sides ask the solver for the same work (MJX's Newton loop stops early once a chunk
+converges). For reference, also a bare side that holds every robot still at home.
 The timed calls of the two sides alternate; steps/s are the best of ``--repeats`` calls, the ratio
 is the median over rounds of bare time / env time of calls made back to back (it follows a machine
 whose speed drifts between minutes better than the ratio of the bests, which is printed too).
@@ -46,11 +49,13 @@ def main() -> None:
 
     step_batch = batched.step  # as in training: physics in chunks on CPU (physics.vmap_in_chunks)
 
+    def random_actions(key, n):
+        return jax.random.uniform(key, (n, env.action_size), minval=-1.0, maxval=1.0)
+
     @jax.jit
     def env_rollout(state, key):
         def body(s, k):
-            a = jax.random.uniform(k, (s.reward.shape[0], env.action_size), minval=-1.0, maxval=1.0)
-            return step_batch(s, a), None
+            return step_batch(s, random_actions(k, s.reward.shape[0])), None
 
         return jax.lax.scan(body, state, jax.random.split(key, T))[0]
 
@@ -64,17 +69,22 @@ def main() -> None:
     )
     for n in args.num_envs:
         state = reset(jax.random.split(jax.random.key(0), n))
-        data = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), phys.home_data)
-        ctrl = jnp.broadcast_to(jnp.asarray(env.desc.home), (T, n, env.action_size))
+        key = jax.random.key(1)
+        # the env_rollout's own actions (same keys, same draws) as servo targets
+        actions = jax.vmap(lambda k: random_actions(k, n))(jax.random.split(key, T))
+        walk_ctrl = env.servo_targets(actions)
+        home_data = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), phys.home_data)
+        home_ctrl = jnp.broadcast_to(jnp.asarray(env.desc.home), (T, n, env.action_size))
         t = timed_rounds(
             {
-                "env": (env_rollout, state, jax.random.key(1)),
-                "bare": (bare_rollout, data, ctrl),
+                "env": (env_rollout, state, key),
+                "bare": (bare_rollout, state.data, walk_ctrl),
+                "bare_still": (bare_rollout, home_data, home_ctrl),
                 "reset": (reset, jax.random.split(jax.random.key(2), n)),
             },
             repeats=args.repeats,
         )
-        env_sps, bare_sps = n * T / min(t["env"]), n * T / min(t["bare"])
+        env_sps, bare_sps, still_sps = (n * T / min(t[k]) for k in ("env", "bare", "bare_still"))
         ratio = paired_ratio(t, slow="env", fast="bare")
         figures[f"ratio_{n}"] = f"{ratio:.3f}"
         figures[f"env_sps_{n}"] = f"{env_sps:.0f}"
@@ -82,6 +92,7 @@ def main() -> None:
         print(
             f"num_envs={n}: env {env_sps:.0f} steps/s, bare mjx.step {bare_sps:.0f} steps/s (best of {args.repeats}); "
             f"ratio {ratio:.3f} (median of back-to-back pairs; ratio of the bests {env_sps / bare_sps:.3f}); "
+            f"bare, robots still at home: {still_sps:.0f} steps/s, ratio {paired_ratio(t, slow='env', fast='bare_still'):.3f}; "
             f"batched reset alone {min(t['reset']) * 1e3:.1f} ms",
             flush=True,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 from pathlib import Path
@@ -20,3 +22,18 @@ def configure_jax() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     # TF32 matmuls on Ampere+ GPUs hurt RL training; exact float32 costs little here.
     jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def release_freed_memory() -> None:
+    """Give memory that XLA freed back to the OS (glibc only; elsewhere a no-op).
+
+    A compilation frees most of what it allocated, but glibc keeps freed blocks of its per-thread
+    arenas mapped, so without this each compile's peak stays in the process's resident memory
+    and the next compile adds its own on top.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)

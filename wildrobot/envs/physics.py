@@ -139,9 +139,13 @@ class MjxPhysics:
         key = _id(m, mujoco.mjtObj.mjOBJ_KEY, desc.home_keyframe)
         self.home_qpos = m.key_qpos[key].copy()
         # One forward pass at home gives a consistent Data to reset from (cheap reset: no
-        # physics call per episode) and tells which solver rows belong to which foot.
-        d = mjx.make_data(self.model).replace(qpos=jnp.asarray(self.home_qpos), ctrl=jnp.asarray(m.key_ctrl[key]))
-        self.home_data = jax.jit(mjx.forward)(self.model, d)
+        # physics call per episode) and tells which solver rows belong to which foot. MuJoCo C
+        # computes it (mjx.put_data keeps MJX's contact and constraint layout): compiling
+        # mjx.forward for this one call cost several seconds of every first run.
+        home = mujoco.MjData(m)
+        mujoco.mj_resetDataKeyframe(m, home, key)
+        mujoco.mj_forward(m, home)
+        self.home_data = mjx.put_data(m, home)
         self.foot_efc_rows = self._foot_rows(self.home_data)
         self._steppers: dict[tuple[int, bool], Callable] = {}
 

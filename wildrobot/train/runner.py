@@ -9,9 +9,10 @@ import logging
 import math
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
@@ -21,6 +22,7 @@ from wildrobot.algos.base import Algorithm
 from wildrobot.config import Config, ConfigError
 from wildrobot.envs.core import Env
 from wildrobot.envs.factory import make_env
+from wildrobot.jax_setup import release_freed_memory
 from wildrobot.train.checkpoint import Checkpointer, CheckpointError, git_revision, package_versions
 from wildrobot.train.logging import TensorBoardLogger
 
@@ -74,6 +76,30 @@ def reduce_chunk(metrics: dict[str, np.ndarray]) -> dict[str, float]:
         else:
             out[k] = float(v.mean())
     return out
+
+
+def compile_in_background(jitted: Any, *abstract_args: Any) -> Callable[[], Any]:
+    """Start tracing and compiling ``jitted`` for these abstract arguments in a daemon thread (a
+    Ctrl-C need not wait for it); the returned function waits and gives the compiled executable,
+    which then runs without any further tracing."""
+    done: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            done["compiled"] = jitted.lower(*abstract_args).compile()
+        except BaseException as exc:  # re-raised in the waiting thread
+            done["error"] = exc
+
+    thread = threading.Thread(target=work, name="compile", daemon=True)
+    thread.start()
+
+    def wait() -> Any:
+        thread.join()
+        if "error" in done:
+            raise done["error"]
+        return done["compiled"]
+
+    return wait
 
 
 def resolve_resume(spec: str, search_root: Path, current_run_dir: Path,
@@ -194,14 +220,23 @@ class Trainer:
             if diff:
                 log.warning("resuming with a config that differs from the checkpoint's:\n  %s", "\n  ".join(diff))
             print(f"Resuming {run_dir} from iteration {start} (checkpoints and TensorBoard continue there)")
+        print(self._budget_line(algo, start))
+        print("Compiling the training program (later runs load it from the compilation cache) ...", flush=True)
+        chunk_jit = jax.jit(self._make_chunk(algo), donate_argnums=0)
+        if resume:
+            chunk_fn = chunk_jit
         else:
+            # XLA compiles each program on one core: compile the first chunk while init compiles
+            # and runs (on a cold compilation cache these are a first run's two longest waits).
+            compiled_chunk = compile_in_background(chunk_jit, jax.eval_shape(algo.init, key))
             carry = jax.jit(algo.init)(key)
+            release_freed_memory()
+            chunk_fn = compiled_chunk()
+            release_freed_memory()
 
         steps_per_it = algo.env_steps_per_iteration
-        print(self._budget_line(algo, start))
         # Purge what an interrupted run logged after its checkpoint (steps > start), keep the rest.
         tb = TensorBoardLogger(out_dir / "tensorboard", purge_step=self.global_step(algo, start) + 1 if resume else None)
-        chunk_fn = jax.jit(self._make_chunk(algo), donate_argnums=0)
         eval_fn = jax.jit(algo.evaluate)
         meta = self.meta(algo)
 
@@ -220,6 +255,7 @@ class Trainer:
                     self.chunk_seconds.append(now - chunk_start)
                     if len(self.chunk_seconds) == 1:
                         self.seconds_to_first_chunk = now - started
+                        release_freed_memory()  # what compiling the chunk (on resume) left behind
                     metrics["perf/steps_per_second"] = t.log_every * steps_per_it / (now - chunk_start) if steps_per_it else 0.0
                     chunk_start = now  # the next chunk's time includes this one's logging, eval and saving
                     metrics["perf/iteration"] = it
