@@ -1,11 +1,16 @@
-"""The runner's compile-ahead helper: the compiled program is the jitted one, traced once, and an
-error raised while tracing reaches the caller that waits for it."""
+"""The runner's background compile: the compiled program is the jitted one, traced once; an error
+raised while tracing reaches the caller that waits for it; Ctrl-C does not cut the wait short."""
+
+import os
+import signal
+import threading
+import time
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-from wildrobot.train.runner import compile_in_background
+from wildrobot.train.runner import BackgroundCompile
 
 
 def test_compiled_in_background_equals_the_jitted_function_and_traces_once():
@@ -16,8 +21,7 @@ def test_compiled_in_background_equals_the_jitted_function_and_traces_once():
         return {"y": jnp.sin(x["a"]) * 2.0, "n": x["n"] + 1}
 
     x = {"a": jnp.arange(4.0), "n": jnp.zeros((), jnp.int32)}
-    wait = compile_in_background(jax.jit(f), jax.eval_shape(lambda: x))
-    compiled = wait()
+    compiled = BackgroundCompile(jax.jit(f), jax.eval_shape(lambda: x)).result()
     out = compiled(x)
     out = compiled(x)  # a compiled executable never traces again
     assert len(traces) == 1
@@ -28,6 +32,24 @@ def test_an_error_while_tracing_reaches_the_waiting_caller():
     def bad(x):
         raise ValueError("observation size 7 does not match the policy's 5")
 
-    wait = compile_in_background(jax.jit(bad), jax.ShapeDtypeStruct((3,), jnp.float32))
+    compiling = BackgroundCompile(jax.jit(bad), jax.ShapeDtypeStruct((3,), jnp.float32))
     with pytest.raises(ValueError, match="does not match"):
-        wait()
+        compiling.result()
+
+
+def test_after_ctrl_c_finish_still_waits_for_the_compiler():
+    # Ctrl-C lands while the compile thread works; exiting before it returns would abort the
+    # process, so finish() must keep waiting even after an interrupted wait.
+    def slow_to_trace(x):
+        time.sleep(1.5)
+        return x + 1
+
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    start = time.perf_counter()
+    timer.start()
+    compiling = BackgroundCompile(jax.jit(slow_to_trace), jax.ShapeDtypeStruct((2,), jnp.float32))
+    with pytest.raises(KeyboardInterrupt):
+        compiling.result()
+    compiling.finish()
+    assert time.perf_counter() - start >= 1.5
+    assert float(compiling.result()(jnp.ones(2))[0]) == 2.0

@@ -78,28 +78,33 @@ def reduce_chunk(metrics: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
-def compile_in_background(jitted: Any, *abstract_args: Any) -> Callable[[], Any]:
-    """Start tracing and compiling ``jitted`` for these abstract arguments in a daemon thread (a
-    Ctrl-C need not wait for it); the returned function waits and gives the compiled executable,
-    which then runs without any further tracing."""
-    done: dict[str, Any] = {}
+class BackgroundCompile:
+    """Traces and compiles ``jitted`` for these abstract arguments in a thread; ``result()`` waits
+    and gives the compiled executable, which then runs without any further tracing."""
 
-    def work() -> None:
+    def __init__(self, jitted: Any, *abstract_args: Any):
+        self._done: dict[str, Any] = {}
+        # An Event, not Thread.join: a join interrupted by Ctrl-C never blocks again (Python 3.11).
+        self._finished = threading.Event()
+        threading.Thread(target=self._work, args=(jitted, abstract_args), name="compile").start()
+
+    def _work(self, jitted: Any, abstract_args: tuple) -> None:
         try:
-            done["compiled"] = jitted.lower(*abstract_args).compile()
-        except BaseException as exc:  # re-raised in the waiting thread
-            done["error"] = exc
+            self._done["compiled"] = jitted.lower(*abstract_args).compile()
+        except BaseException as exc:  # re-raised in the thread that asks for the result
+            self._done["error"] = exc
+        finally:
+            self._finished.set()
 
-    thread = threading.Thread(target=work, name="compile", daemon=True)
-    thread.start()
+    def result(self) -> Any:
+        self._finished.wait()
+        if "error" in self._done:
+            raise self._done["error"]
+        return self._done["compiled"]
 
-    def wait() -> Any:
-        thread.join()
-        if "error" in done:
-            raise done["error"]
-        return done["compiled"]
-
-    return wait
+    def finish(self) -> None:
+        """Wait for the compiler: the process must not exit while XLA compiles in a thread (it aborts)."""
+        self._finished.wait()
 
 
 def resolve_resume(spec: str, search_root: Path, current_run_dir: Path,
@@ -228,10 +233,16 @@ class Trainer:
         else:
             # XLA compiles each program on one core: compile the first chunk while init compiles
             # and runs (on a cold compilation cache these are a first run's two longest waits).
-            compiled_chunk = compile_in_background(chunk_jit, jax.eval_shape(algo.init, key))
-            carry = jax.jit(algo.init)(key)
-            release_freed_memory()
-            chunk_fn = compiled_chunk()
+            compiling = BackgroundCompile(chunk_jit, jax.eval_shape(algo.init, key))
+            try:
+                carry = jax.jit(algo.init)(key)
+                release_freed_memory()
+                chunk_fn = compiling.result()
+            except KeyboardInterrupt:
+                print("Stopped by SIGINT while compiling (nothing trained yet, nothing to save); "
+                      "exiting when the compiler returns ...", flush=True)
+                compiling.finish()
+                return 128 + signal.SIGINT
             release_freed_memory()
 
         steps_per_it = algo.env_steps_per_iteration
