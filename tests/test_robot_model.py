@@ -202,3 +202,31 @@ def test_plain_mujoco_and_mjx_agree_on_an_open_loop_rollout(model, desc):
             if geoms & set(gs):
                 per_foot[k] += f6[0]
     np.testing.assert_allclose(np.asarray(phys.foot_contact_forces(dx)), per_foot, rtol=0.15, atol=1.5)
+
+
+@pytest.mark.parametrize("hip_pitch,hip_roll", [(0.3, -0.3), (0.6, 0.17), (1.0, -0.6)])
+def test_flat_sole_yaw_relative_to_the_pelvis_is_atan_tan_roll_sin_pitch(model, hip_pitch, hip_roll):
+    """No hip yaw: a level sole's heading comes from hip pitch and roll together (docs/environment.md)."""
+    d = mujoco.MjData(model)
+    adr = {n: model.jnt_qposadr[model.joint(n).id] for n in
+           ("left_hip_pitch", "left_hip_roll", "left_knee_pitch", "left_ankle_pitch", "left_ankle_roll")}
+    pelvis, foot = model.body("waist").id, model.body("left_foot").id
+
+    def sole(ankle_pitch, ankle_roll):
+        d.qpos[:] = model.qpos0
+        for name, v in (("left_hip_pitch", hip_pitch), ("left_hip_roll", hip_roll), ("left_knee_pitch", 0.6),
+                        ("left_ankle_pitch", ankle_pitch), ("left_ankle_roll", ankle_roll)):
+            d.qpos[adr[name]] = v
+        mujoco.mj_kinematics(model, d)
+        r = d.xmat[pelvis].reshape(3, 3).T @ d.xmat[foot].reshape(3, 3)
+        return math.acos(min(1.0, r[2, 2])), math.atan2(r[1, 0], r[0, 0])  # tilt, yaw vs the pelvis
+
+    # level the sole with the ankle (coarse-to-fine grid search over ankle pitch and roll)
+    centre, width = (0.0, 0.0), 0.8
+    for _ in range(4):
+        grid = [(centre[0] + i, centre[1] + j) for i in np.linspace(-width, width, 33) for j in np.linspace(-width, width, 33)]
+        centre = min(grid, key=lambda q: sole(*q)[0])
+        width /= 8
+    tilt, yaw = sole(*centre)
+    assert tilt < 2e-3
+    assert abs(yaw) == pytest.approx(math.atan(abs(math.tan(hip_roll)) * math.sin(hip_pitch)), abs=3e-3)
