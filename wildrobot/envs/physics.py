@@ -43,10 +43,11 @@ def vmap_in_chunks(fn: Callable, chunk: Optional[int] = None) -> Callable:
     Arguments may mix batched and unbatched leaves (a model shared by all envs, or one with
     per-env randomised fields); unbatched leaves stay shared, outputs come back batched.
     """
+    traced = jax.jit(fn)  # traced once per signature: custom_vmap's call and the rule share it
 
     @jax.custom_batching.custom_vmap
     def mapped(*args):
-        return fn(*args)
+        return traced(*args)
 
     @mapped.def_vmap
     def rule(axis_size, in_batched, *args):
@@ -58,7 +59,7 @@ def vmap_in_chunks(fn: Callable, chunk: Optional[int] = None) -> Callable:
             ls = list(leaves)
             for i, x in zip(batched, batched_leaves):
                 ls[i] = x
-            return fn(*jax.tree.unflatten(tree, ls))
+            return traced(*jax.tree.unflatten(tree, ls))
 
         xs = [leaves[i] for i in batched]
         if not size or axis_size <= size:
