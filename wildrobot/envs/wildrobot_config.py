@@ -26,7 +26,7 @@ class CommandConfig:
 
     vx: List[float] = field(default_factory=lambda: [0.0, 0.4])
     vy: List[float] = field(default_factory=lambda: [-0.1, 0.1])
-    yaw_rate: List[float] = field(default_factory=lambda: [-0.5, 0.5])
+    yaw_rate: List[float] = field(default_factory=lambda: [-0.7, 0.7])
     zero_probability: float = 0.1  # share of resampled commands that are exactly zero (stand)
     deadband: float = 0.05  # components smaller than this become 0
     resample_interval_s: float = 10.0
@@ -37,7 +37,7 @@ class RewardWeights:
     """Weight of each named term; every term is logged as reward/<name> (weight * value * dt)."""
 
     tracking_lin_vel: float = 1.5
-    tracking_ang_vel: float = 1.5
+    tracking_ang_vel: float = 3.0
     lin_vel_z: float = -1.0
     ang_vel_xy: float = -0.05
     orientation: float = -5.0
@@ -45,7 +45,7 @@ class RewardWeights:
     torque: float = -1e-3
     action_rate: float = -0.01
     joint_limits: float = -2.0
-    pose: float = -0.2
+    pose: float = -0.1
     feet_slip: float = -0.25
     feet_air_time: float = 2.0
     feet_phase: float = 1.0
