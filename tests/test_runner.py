@@ -53,3 +53,15 @@ def test_after_ctrl_c_finish_still_waits_for_the_compiler():
     compiling.finish()
     assert time.perf_counter() - start >= 1.5
     assert float(compiling.result()(jnp.ones(2))[0]) == 2.0
+
+
+@pytest.mark.parametrize("num_envs, warns", [(8, False), (8192, True)])
+def test_the_budget_line_names_the_device_and_flags_a_gpu_sized_batch_on_the_cpu(tmp_path, num_envs, warns):
+    from conftest import TINY_PPO, make_trainer
+    from wildrobot.envs.factory import make_env
+
+    trainer = make_trainer([*TINY_PPO, f"trainer.num_envs={num_envs}"], tmp_path / "run")
+    line = trainer._budget_line(trainer.make_algorithm(make_env(trainer.cfg.env)), 0)
+    on_cpu = jax.default_backend() == "cpu"
+    assert f"({num_envs} envs)" in line and ("on the CPU (" in line) == on_cpu
+    assert ("uv run --extra cuda12" in line) == (warns and on_cpu)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -40,6 +41,10 @@ SUMMARY = (
 # Config keys whose change on resume is expected (budget, cadence, where to resume from).
 RESUME_FREE_KEYS = ("trainer.iterations", "trainer.log_every", "trainer.checkpoint_every", "trainer.eval_every",
                     "trainer.keep_checkpoints", "trainer.resume", "trainer.progress", "trainer.mode")
+
+
+# A batch this large only pays off on a GPU (on the CPU a 1024-env chunk already saturates the cores).
+GPU_SIZED_ENVS = 4096
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -324,8 +329,15 @@ class Trainer:
         what = f"{t.iterations} iterations"
         if spi:
             what += f" x {spi:,} env steps = {t.iterations * spi:,} env steps ({t.num_envs} envs)"
-        return (f"Training {self.cfg.algo.name} on {self.cfg.env.name}: {what}, from iteration {start}; "
-                f"chunks of {t.log_every} iterations; output in {self.run_dir}")
+        device = jax.devices()[0]
+        where = (f"the CPU ({os.cpu_count()} cores)" if device.platform == "cpu"
+                 else f"{jax.device_count()} x {device.device_kind}")
+        line = (f"Training {self.cfg.algo.name} on {self.cfg.env.name}: {what}, from iteration {start}; "
+                f"chunks of {t.log_every} iterations; on {where}; output in {self.run_dir}")
+        if device.platform == "cpu" and spi and t.num_envs >= GPU_SIZED_ENVS:
+            line += (f"\nNote: {t.num_envs} envs is a GPU-sized batch, but JAX sees only the CPU. For an NVIDIA "
+                     "GPU, run with the CUDA build of JAX: uv run --extra cuda12 run.py ... (or --extra cuda13).")
+        return line
 
     def _summary_line(self, it: int, algo: Algorithm, m: dict[str, float]) -> str:
         parts = [f"it {it}/{self.cfg.trainer.iterations}"]
