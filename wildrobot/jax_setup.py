@@ -11,10 +11,19 @@ from pathlib import Path
 import jax
 
 
+class _DropMjxDeviceNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Using JAX default device")
+
+
 def configure_jax() -> None:
     # Orbax logs every save step at INFO through absl; keep the console for our own progress.
     logging.getLogger("absl").setLevel(logging.WARNING)
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    # MJX announces the device on the root logger at every put_model/put_data (4 lines per run).
+    root = logging.getLogger()
+    if not any(isinstance(f, _DropMjxDeviceNotice) for f in root.filters):
+        root.addFilter(_DropMjxDeviceNotice())
     # A persistent compilation cache saves the jit time on every rerun, on the CPU too.
     cache = os.environ.get("WILDROBOT_JAX_CACHE", str(Path.home() / ".cache" / "wildrobot" / "jax"))
     jax.config.update("jax_compilation_cache_dir", cache)
