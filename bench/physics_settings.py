@@ -18,9 +18,8 @@ import jax
 import jax.numpy as jnp
 import mujoco
 from common import bare_physics_rollout, best_times
-from mujoco import mjx
 
-from wildrobot.envs.physics import default_chunk
+from wildrobot.envs.physics import default_chunk, mjx
 from wildrobot.jax_setup import configure_jax
 from wildrobot.robot import fidelity, load_robot_description
 

@@ -14,13 +14,19 @@ staleness MuJoCo's own sensors have.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-from mujoco import mjx
+
+# On import MJX prints that its optional Warp backend is missing (two lines on every run); that
+# backend is not used here. The env modules reach MJX only through this seam.
+with contextlib.redirect_stdout(io.StringIO()):
+    from mujoco import mjx
 
 from wildrobot.robot.description import RobotDescription
 

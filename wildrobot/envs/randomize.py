@@ -10,11 +10,15 @@ which is exact and keeps the actuator fields shared.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
-from mujoco import mjx
 
 from wildrobot.envs.wildrobot_config import NoiseConfig, PushConfig, RandomizationConfig, RandomRange
+
+if TYPE_CHECKING:
+    from mujoco import mjx
 
 
 def _uniform(key: jax.Array, r: RandomRange, shape: tuple[int, ...], nominal: float, on: bool) -> jax.Array:

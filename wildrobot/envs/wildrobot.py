@@ -14,18 +14,20 @@ sole heights (n_feet), feet air time (n_feet), floor friction (1), action-delay 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from mujoco import mjx
 
 from wildrobot.envs import randomize, rewards
 from wildrobot.envs.core import Env, State
 from wildrobot.envs.physics import MjxPhysics, quat_to_mat, yaw_from_quat, yaw_quat
 from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
 from wildrobot.robot.description import RobotDescription, load_robot_description
+
+if TYPE_CHECKING:
+    from mujoco import mjx
 
 
 def _as_config(cfg: Any) -> WildRobotEnvConfig:
