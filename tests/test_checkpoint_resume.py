@@ -72,6 +72,15 @@ def test_tensorboard_is_readable_and_continuous_across_resume(ppo_runs):
         np.testing.assert_allclose([v for _, v in part[tag]], [v for _, v in full[tag]], rtol=1e-6)
 
 
+def test_evaluation_time_is_logged_on_its_own(ppo_runs):
+    root, _ = ppo_runs
+    scalars = read_scalars(root / "full" / "tensorboard")
+    steps_per_it = 8 * 8
+    assert [s for s, _ in scalars["perf/eval_seconds"]] == [2 * steps_per_it, 4 * steps_per_it]
+    assert all(v > 0 for _, v in scalars["perf/eval_seconds"])
+    assert len(scalars["perf/steps_per_second"]) == 2
+
+
 def test_resume_after_a_crash_purges_events_past_the_checkpoint(tmp_path):
     smoke = ["env=stub", "algo=jax_smoke", "trainer.log_every=2", "trainer.checkpoint_every=2", "trainer.progress=false"]
     run = tmp_path / "run"

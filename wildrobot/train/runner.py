@@ -273,23 +273,32 @@ class Trainer:
                         self.seconds_to_first_chunk = now - started
                         release_freed_memory()  # what compiling the chunk (on resume) left behind
                     metrics["perf/steps_per_second"] = t.log_every * steps_per_it / (now - chunk_start) if steps_per_it else 0.0
-                    chunk_start = now  # the next chunk's time includes this one's logging, eval and saving
+                    chunk_start = now  # the next chunk's time includes this one's logging (not evaluating or saving)
                     metrics["perf/iteration"] = it
                     if t.eval_every and it % t.eval_every == 0:
+                        eval_start = time.perf_counter()
                         evaluation = eval_fn(carry, jax.random.fold_in(jax.random.key(cfg.seed + 1), it))
                         if evaluation is not None:
                             metrics.update({k: float(v) for k, v in jax.device_get(evaluation).items()})
                             best = algo.best_metric
                             if best in metrics and ckpt.save_if_best(it, carry, meta, metrics[best]):
                                 metrics["eval/best"] = metrics[best]
+                        # An evaluation is sequential episodes (seconds even on a GPU): report it on
+                        # its own rather than as a slow next chunk; the progress bar's rate keeps it.
+                        metrics["perf/eval_seconds"] = time.perf_counter() - eval_start
+                        chunk_start += metrics["perf/eval_seconds"]
                     tb.scalars(metrics, self.global_step(algo, it))
                     bar.update(t.log_every * (steps_per_it or 1))
                     bar.write(self._summary_line(it, algo, metrics))
                     if len(self.chunk_seconds) == 2 and it < t.iterations:  # the first chunk included compiling
                         left = (t.iterations - it) / t.log_every * self.chunk_seconds[-1]
-                        bar.write(f"expected time to finish: {left / 60:.1f} min at the current rate")
+                        evals = (t.iterations // t.eval_every - it // t.eval_every) if t.eval_every else 0
+                        bar.write(f"expected time to finish: {left / 60:.1f} min at the current rate"
+                                  + (f", plus {evals} evaluations" if evals else ""))
                     if (t.checkpoint_every and it % t.checkpoint_every == 0) or it >= t.iterations or stop.signum:
+                        save_start = time.perf_counter()
                         ckpt.save(it, carry, meta)
+                        chunk_start += time.perf_counter() - save_start
                 if stop.signum is not None:
                     exit_code = 128 + stop.signum
                     print(f"Stopped by {signal.Signals(stop.signum).name} at iteration {it}; checkpoint saved in "
