@@ -81,6 +81,42 @@ def test_evaluation_time_is_logged_on_its_own(ppo_runs):
     assert len(scalars["perf/steps_per_second"]) == 2
 
 
+def test_the_next_chunk_is_queued_before_logging_and_changes_nothing(ppo_runs, tmp_path, monkeypatch):
+    """Without an evaluation or checkpoint due, chunk 2 is dispatched before chunk 1's metrics are
+    logged (the device keeps working while Python logs), and the result equals the run that stopped
+    after every chunk to evaluate and save."""
+    from wildrobot.train import runner
+
+    root, full = ppo_runs
+    events = []
+    compiled_result, log_scalars = runner.BackgroundCompile.result, runner.TensorBoardLogger.scalars
+
+    def recording_result(self):
+        compiled = compiled_result(self)
+
+        def dispatch(carry):
+            events.append("dispatch")
+            return compiled(carry)
+
+        return dispatch
+
+    def recording_scalars(self, scalars, step):
+        events.append(f"log {step}")
+        return log_scalars(self, scalars, step)
+
+    monkeypatch.setattr(runner.BackgroundCompile, "result", recording_result)
+    monkeypatch.setattr(runner.TensorBoardLogger, "scalars", recording_scalars)
+    queued = make_trainer(TINY_PPO + ["trainer.log_every=2", "trainer.checkpoint_every=0", "trainer.eval_every=0",
+                                      "trainer.iterations=4"], tmp_path / "queued")
+    assert queued.run() == 0
+    steps_per_it = 8 * 8
+    assert events == ["dispatch", "dispatch", f"log {2 * steps_per_it}", f"log {4 * steps_per_it}"]
+    a, _, _ = restore_latest(root / "full", full)
+    b, _, step = restore_latest(tmp_path / "queued", full)
+    assert step == 4
+    assert_trees_equal(a, b)
+
+
 def test_resume_after_a_crash_purges_events_past_the_checkpoint(tmp_path):
     smoke = ["env=stub", "algo=jax_smoke", "trainer.log_every=2", "trainer.checkpoint_every=2", "trainer.progress=false"]
     run = tmp_path / "run"

@@ -167,7 +167,7 @@ class StopRequest:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum = signum
-        tqdm.write(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the end of this chunk "
+        tqdm.write(f"\n{signal.Signals(signum).name} received: saving a checkpoint when the chunk now running ends "
                    f"(Ctrl-C again to abort without saving)", file=sys.stderr)
 
     def __exit__(self, *exc):
@@ -263,19 +263,28 @@ class Trainer:
         try:
             with StopRequest() as stop:
                 chunk_start = time.perf_counter()
-                while it < t.iterations and stop.signum is None:
-                    carry, chunk_metrics = chunk_fn(carry)
-                    metrics = reduce_chunk(jax.device_get(chunk_metrics))
+                pending = chunk_fn(carry) if it < t.iterations else None
+                while pending is not None:
+                    carry, chunk_metrics = pending
                     it += t.log_every
+                    evaluate_now = bool(t.eval_every) and it % t.eval_every == 0
+                    save_now = bool(t.checkpoint_every) and it % t.checkpoint_every == 0 or it >= t.iterations
+                    # Queue the next chunk before reading this one's metrics, so the device never
+                    # idles while Python logs. Not when this chunk's state is still needed (evaluation,
+                    # checkpoint, stop): the next chunk takes it over (donated buffers).
+                    pending = None
+                    if not (evaluate_now or save_now or stop.signum is not None):
+                        pending = chunk_fn(carry)
+                    metrics = reduce_chunk(jax.device_get(chunk_metrics))
                     now = time.perf_counter()
                     self.chunk_seconds.append(now - chunk_start)
                     if len(self.chunk_seconds) == 1:
                         self.seconds_to_first_chunk = now - started
                         release_freed_memory()  # what compiling the chunk (on resume) left behind
                     metrics["perf/steps_per_second"] = t.log_every * steps_per_it / (now - chunk_start) if steps_per_it else 0.0
-                    chunk_start = now  # the next chunk's time includes this one's logging (not evaluating or saving)
+                    chunk_start = now  # from here the next chunk's time runs (evaluating and saving excluded)
                     metrics["perf/iteration"] = it
-                    if t.eval_every and it % t.eval_every == 0:
+                    if evaluate_now:
                         eval_start = time.perf_counter()
                         evaluation = eval_fn(carry, jax.random.fold_in(jax.random.key(cfg.seed + 1), it))
                         if evaluation is not None:
@@ -295,10 +304,13 @@ class Trainer:
                         evals = (t.iterations // t.eval_every - it // t.eval_every) if t.eval_every else 0
                         bar.write(f"expected time to finish: {left / 60:.1f} min at the current rate"
                                   + (f", plus {evals} evaluations" if evals else ""))
-                    if (t.checkpoint_every and it % t.checkpoint_every == 0) or it >= t.iterations or stop.signum:
-                        save_start = time.perf_counter()
-                        ckpt.save(it, carry, meta)
-                        chunk_start += time.perf_counter() - save_start
+                    if pending is None:  # this chunk's state is the newest: save it if due, then go on
+                        if save_now or stop.signum is not None:
+                            save_start = time.perf_counter()
+                            ckpt.save(it, carry, meta)
+                            chunk_start += time.perf_counter() - save_start
+                        if it < t.iterations and stop.signum is None:
+                            pending = chunk_fn(carry)
                 if stop.signum is not None:
                     exit_code = 128 + stop.signum
                     print(f"Stopped by {signal.Signals(stop.signum).name} at iteration {it}; checkpoint saved in "
