@@ -68,6 +68,10 @@ def test_reset_and_step_states_have_identical_structure(env, roll, start):
     for k in ("nonfinite", "fall", "tracking/vx_error", "tracking/yaw_rate_error", "reward/tracking_lin_vel"):
         assert k in keys
     assert all(v.shape == (N,) and v.dtype == jnp.float32 for v in nxt.metrics.values())
+    # the reported velocities are the ones the tracking errors measure (no resampling within the roll)
+    for i, name in enumerate(("vx", "vy", "yaw_rate")):
+        np.testing.assert_allclose(np.abs(nxt.info["command"][:, i] - nxt.metrics[f"velocity/{name}"]),
+                                   nxt.metrics[f"tracking/{name}_error"], atol=1e-6)
 
 
 def test_stands_at_home_with_zero_action_for_two_seconds(env, roll, start):

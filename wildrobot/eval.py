@@ -8,8 +8,8 @@ Everything else (env, network sizes, normaliser) comes from the config stored in
 Evaluation switches domain randomisation, pushes and sensor noise off, fixes one command per
 episode (no resampling), runs the deterministic policy on one env per (command, episode) in one
 jitted batch for the full episode length, and reports per command and overall: return, length,
-falls, tracking errors, every reward term's episode sum (and ``imitation/*`` metrics when the env
-reports them). ``evaluate_policy`` is the reusable part (benchmarks call it directly).
+falls, tracking errors and mean velocities, every reward term's episode sum (and ``imitation/*``
+metrics when the env reports them). ``evaluate_policy`` is the reusable part (benchmarks call it directly).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ DEFAULT_COMMANDS: dict[str, list[tuple[float, ...]]] = {
 COMMAND_LABELS: dict[str, tuple[str, ...]] = {"wildrobot": ("vx", "vy", "yaw"), "stub": ("vx", "vy")}
 # Metrics accumulated per episode: sums for reward terms, per-step means for the others.
 SUMMED_PREFIXES = ("reward/",)
-AVERAGED_PREFIXES = ("tracking/", "imitation/")
+AVERAGED_PREFIXES = ("tracking/", "velocity/", "imitation/")
 
 USAGE = """usage: python -m wildrobot.eval run=<run dir or checkpoint> [key=value ...]
   run=PATH            a run directory (with checkpoints/), its checkpoints/ folder, or one

@@ -210,6 +210,11 @@ class WildRobotEnv(Env):
                 "tracking/vx_error": jnp.abs(info["command"][0] - q["base_vel_heading"][0]),
                 "tracking/vy_error": jnp.abs(info["command"][1] - q["base_vel_heading"][1]),
                 "tracking/yaw_rate_error": jnp.abs(info["command"][2] - q["yaw_rate"]),
+                # What the robot does, beside how far it is from the command: a mean turning rate
+                # shows whether an error is a slow turn or a wobbling one.
+                "velocity/vx": q["base_vel_heading"][0],
+                "velocity/vy": q["base_vel_heading"][1],
+                "velocity/yaw_rate": q["yaw_rate"],
                 "base_height": q["base_height"],
                 "feet/contact_force": jnp.sum(q["contact_force"]),
                 "feet/air_time": jnp.sum(first_contact * air_time),
@@ -247,6 +252,9 @@ class WildRobotEnv(Env):
             "tracking/vx_error",
             "tracking/vy_error",
             "tracking/yaw_rate_error",
+            "velocity/vx",
+            "velocity/vy",
+            "velocity/yaw_rate",
             "base_height",
             "feet/contact_force",
             "feet/air_time",
