@@ -63,6 +63,66 @@ def test_clipping_stops_the_gradient_outside_the_trust_region():
     assert float(jnp.abs(outside).sum()) == 0.0
 
 
+def test_mirror_loss_matches_hand_computation():
+    cfg = PPOConfig(normalize_advantages=False, symmetry_coef=0.3)
+    obs, mirrored_obs = jnp.array([[1.0, 2.0]]), jnp.array([[1.0, -2.0]])  # the mirror flips y
+    actions = jnp.zeros((1, 2))
+    batch = {
+        "actor": obs, "actor_mirrored": mirrored_obs, "critic": jnp.zeros((1, 1)), "action": actions,
+        "action_mean": jnp.zeros((1, 2)), "log_std": jnp.zeros((1, 2)),
+        "log_prob": gaussian_log_prob(actions, jnp.zeros((1, 2)), jnp.zeros(2)),
+        "value": jnp.zeros(1), "advantage": jnp.array([1.0]), "target": jnp.zeros(1),
+    }
+    flip_y = lambda a: a * jnp.array([1.0, -1.0])  # noqa: E731
+
+    def losses(w):
+        params = {"policy": w, "log_std": jnp.zeros(2), "value": None}
+        with_mirror = ppo_loss(params, batch, lambda p, x: x @ p, lambda p, x: jnp.zeros(1), cfg, flip_y)
+        without = ppo_loss(params, batch, lambda p, x: x @ p, lambda p, x: jnp.zeros(1), cfg)
+        return with_mirror, without
+
+    # mean = (1, 2.5), mean of the mirrored obs = (1, -1.5), mirrored mean = (1, -2.5): loss 1.0
+    (total, m), (plain, _) = losses(jnp.array([[1.0, 0.5], [0.0, 1.0]]))
+    assert float(m["loss/symmetry"]) == pytest.approx(1.0, rel=1e-6)
+    assert float(total) == pytest.approx(float(plain) + 0.3 * 1.0, rel=1e-6)
+    # a policy that commutes with the mirror pays nothing
+    (_, m), _ = losses(jnp.array([[1.0, 0.0], [0.0, 0.7]]))
+    assert float(m["loss/symmetry"]) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_the_stub_mirror_is_a_symmetry_of_its_dynamics():
+    from wildrobot.config import StubEnvConfig
+    from wildrobot.envs.stub import StubEnv
+
+    env = StubEnv(StubEnvConfig())
+    mirror = env.mirror
+    state = env.set_command(env.reset(jax.random.key(3)), jnp.array([0.4, 0.3]))
+    mirrored = env.set_command(state.replace(data={"position": state.data["position"] * jnp.array([1.0, -1.0]),
+                                                   "velocity": state.data["velocity"] * jnp.array([1.0, -1.0])}),
+                               jnp.array([0.4, -0.3]))
+    np.testing.assert_allclose(mirrored.obs["actor"], mirror.actor_obs(state.obs["actor"]), atol=1e-7)
+    action = jnp.array([0.5, 0.8])
+    after, after_mirrored = env.step(state, action), env.step(mirrored, mirror.action(action))
+    np.testing.assert_allclose(after_mirrored.obs["actor"], mirror.actor_obs(after.obs["actor"]), atol=1e-6)
+    np.testing.assert_allclose(after_mirrored.reward, after.reward, atol=1e-6)
+    assert not np.allclose(after_mirrored.obs["actor"], after.obs["actor"])
+
+
+def test_symmetry_coef_on_an_env_without_a_mirror_is_a_config_error():
+    from wildrobot.algos.ppo import PPO
+    from wildrobot.config import ConfigError, StubEnvConfig
+    from wildrobot.envs.stub import StubEnv
+    from wildrobot.envs.wrappers import wrap_for_training
+
+    class Asymmetric(StubEnv):
+        mirror = None
+
+    env = wrap_for_training(Asymmetric(StubEnvConfig()))
+    with pytest.raises(ConfigError, match="algo.symmetry_coef"):
+        PPO(PPOConfig(symmetry_coef=0.5), env, num_envs=4, total_iterations=1)
+    PPO(PPOConfig(symmetry_coef=0.0), env, num_envs=4, total_iterations=1)
+
+
 @pytest.fixture(scope="module")
 def stub_run(tmp_path_factory):
     """One real training run on the stub env, shared by the tests below."""
@@ -84,6 +144,36 @@ def test_ppo_learns_the_stub_task(stub_run):
     assert m["eval/return"] > 85.0, m
     assert m["eval/fall_rate"] == 0.0
     assert m["ppo/explained_variance"] > 0.5
+
+
+def _asymmetry(trainer, run_dir) -> float:
+    """Mean |pi(mirror(s)) - mirror(pi(s))|^2 of the trained mean action over the observations
+    of the run's last env states (the states it trained on)."""
+    from wildrobot.algos.normalize import normalize
+    from wildrobot.train.loading import load_run
+
+    loaded = load_run(run_dir)
+    mirror, algo = loaded.env.mirror, loaded.algorithm
+    obs = loaded.state.env_state.obs["actor"]
+
+    def mean_action(o):
+        return algo.apply_policy(loaded.state.params["policy"], normalize(loaded.state.obs_stats["actor"], o))
+
+    return float(jnp.mean(jnp.sum((mean_action(mirror.actor_obs(obs)) - mirror.action(mean_action(obs))) ** 2, -1)))
+
+
+def test_the_mirror_loss_makes_the_learned_policy_symmetric(stub_run, tmp_path):
+    plain, plain_dir, _ = stub_run
+    mirrored = make_trainer(
+        ["env=stub", "algo=ppo", "trainer.num_envs=64", "algo.unroll_length=16", "trainer.iterations=40",
+         "trainer.log_every=10", "trainer.eval_every=20", "trainer.checkpoint_every=20", "trainer.progress=false",
+         "algo.symmetry_coef=1.0"], tmp_path / "run")
+    assert mirrored.run() == 0
+    assert mirrored.final_metrics["eval/return"] > 85.0  # it still learns the task
+    assert "loss/symmetry" in mirrored.final_metrics and "loss/symmetry" not in plain.final_metrics
+    with_loss, without = _asymmetry(mirrored, tmp_path / "run"), _asymmetry(plain, plain_dir)
+    print(f"asymmetry with the mirror loss {with_loss:.4f}, without {without:.4f}")
+    assert with_loss < 0.5 * without
 
 
 def test_chunk_compiles_once(stub_run):

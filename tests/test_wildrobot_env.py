@@ -6,6 +6,8 @@ module; every batch has N envs and every rollout STEPS steps, so each function c
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 
 from wildrobot.envs.verify import Rollout
 from wildrobot.envs.wildrobot import WildRobotEnv
-from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
+from wildrobot.envs.wildrobot_config import ResetConfig, WildRobotEnvConfig
 from wildrobot.envs.wrappers import wrap_for_training
 
 N = 8
@@ -197,3 +199,35 @@ def test_reward_is_the_clipped_sum_of_the_logged_terms(env, wrapped):
     out = step(state, jax.random.uniform(jax.random.key(4), (N, env.action_size), minval=-1, maxval=1))
     terms = sum(np.asarray(v) for k, v in out.metrics.items() if k.startswith("reward/"))
     np.testing.assert_allclose(np.asarray(out.reward), np.maximum(terms, 0.0), rtol=1e-5, atol=1e-7)
+
+
+def test_the_mirror_maps_a_motion_onto_its_mirror_image():
+    """Two robots from home: one with a command and random actions, the other with the mirrored
+    command and mirrored actions. Every observation of the second is the mirror of the first's
+    (the gait clock aside: both clocks run in step, so it is checked on its own)."""
+    cfg = WildRobotEnvConfig()
+    cfg = dataclasses.replace(
+        cfg, reset=ResetConfig(joint_noise=0.0, random_heading=False),
+        **{g: dataclasses.replace(getattr(cfg, g), enabled=False) for g in ("randomization", "push", "noise")})
+    env = WildRobotEnv(cfg)
+    mirror, steps = env.mirror, 25
+    roll = Rollout(env, num_envs=2, steps=steps)
+    start = _same_start(roll.reset(jax.random.split(jax.random.key(0), 2)))
+    command = jnp.array([0.2, 0.1, 0.4])
+    start = jax.vmap(env.set_command)(start, jnp.stack([command, command * jnp.array([1.0, -1.0, -1.0])]))
+    actions = 0.4 * jax.random.normal(jax.random.key(1), (steps, env.action_size))
+    final, out = roll.run(start, jnp.stack([actions, mirror.action(actions)], axis=1))
+    assert not np.any(out["done_any"])
+
+    clock = [b for b in env.observation_layout if b["name"] == "gait_phase"][0]
+    motion = np.ones(env.observation_size["actor"], bool)
+    motion[clock["start"]:clock["start"] + clock["size"]] = False
+    for state in (start, final):
+        obs = np.asarray(state.obs["actor"])
+        np.testing.assert_allclose(obs[1][motion], np.asarray(mirror.actor_obs(obs[0]))[motion], atol=2e-3)
+    obs = np.asarray(final.obs["actor"])
+    assert np.abs(obs[1] - obs[0])[motion].max() > 0.05  # the two motions do differ
+    # the gait clock's mirror is the other foot's clock: half a period later
+    phase = 2 * np.pi * cfg.obs.gait_frequency * steps * env.dt
+    np.testing.assert_allclose(np.asarray(mirror.actor_obs(obs[0]))[~motion],
+                               [np.sin(phase + np.pi), np.cos(phase + np.pi)], atol=1e-4)

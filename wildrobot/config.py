@@ -67,6 +67,7 @@ class PPOConfig:
     clip_value_loss: bool = True
     value_loss_coef: float = 1.0
     entropy_coef: float = 0.005
+    symmetry_coef: float = 0.0  # mirror loss |pi(mirror(s)) - mirror(pi(s))|^2; needs an env with a mirror
     learning_rate: float = 3e-4
     lr_schedule: str = "constant"  # constant | linear | adaptive_kl
     desired_kl: float = 0.01  # target of the adaptive_kl schedule
@@ -249,6 +250,7 @@ def _validate_ppo(a: PPOConfig, t: TrainerConfig) -> None:
     _require(0 <= a.gae_lambda <= 1, "algo.gae_lambda", a.gae_lambda, "a number in [0, 1]")
     _require(a.clip_epsilon > 0, "algo.clip_epsilon", a.clip_epsilon, "a number > 0")
     _require(a.entropy_coef >= 0, "algo.entropy_coef", a.entropy_coef, "a number >= 0")
+    _require(a.symmetry_coef >= 0, "algo.symmetry_coef", a.symmetry_coef, "a number >= 0")
     _require(a.value_loss_coef > 0, "algo.value_loss_coef", a.value_loss_coef, "a number > 0")
     _require(a.max_grad_norm > 0, "algo.max_grad_norm", a.max_grad_norm, "a number > 0")
     _require(a.reward_scale > 0, "algo.reward_scale", a.reward_scale, "a number > 0")

@@ -19,7 +19,7 @@ import optax
 from wildrobot.algos.gae import compute_gae
 from wildrobot.algos.networks import MLP
 from wildrobot.algos.normalize import RunningStats, init_stats, normalize, update_stats
-from wildrobot.config import PPOConfig
+from wildrobot.config import ConfigError, PPOConfig
 from wildrobot.envs.core import State
 from wildrobot.envs.wrappers import BatchedEnv, termination
 
@@ -52,11 +52,15 @@ def gaussian_kl(mean_old, log_std_old, mean_new, log_std_new) -> jax.Array:
     return jnp.sum(log_std_new - log_std_old + (var_old + (mean_old - mean_new) ** 2) / (2 * var_new) - 0.5, axis=-1)
 
 
-def ppo_loss(params, batch: dict, apply_policy, apply_value, cfg: PPOConfig) -> tuple[jax.Array, dict]:
-    """Clipped surrogate + (optionally clipped) value loss - entropy bonus, on one minibatch.
+def ppo_loss(params, batch: dict, apply_policy, apply_value, cfg: PPOConfig,
+             mirror_action=None) -> tuple[jax.Array, dict]:
+    """Clipped surrogate + (optionally clipped) value loss - entropy bonus, on one minibatch;
+    with ``mirror_action``, plus ``symmetry_coef`` times the mirror loss of Yu, Turk & Liu (2018):
+    the policy's mean action for the mirrored observation should be the mirrored mean action.
 
-    ``batch`` holds normalised observations ("actor", "critic"), the sampled "action", its
-    behaviour "log_prob", the rollout-time "value", and "advantage" and "target" from GAE."""
+    ``batch`` holds normalised observations ("actor", "critic", and "actor_mirrored" for the
+    mirror loss), the sampled "action", its behaviour "log_prob", the rollout-time "value", and
+    "advantage" and "target" from GAE."""
     mean = apply_policy(params["policy"], batch["actor"])
     log_std = params["log_std"]
     log_prob = gaussian_log_prob(batch["action"], mean, log_std)
@@ -78,7 +82,13 @@ def ppo_loss(params, batch: dict, apply_policy, apply_value, cfg: PPOConfig) -> 
 
     entropy = jnp.mean(gaussian_entropy(log_std))
     total = policy_loss + cfg.value_loss_coef * value_loss - cfg.entropy_coef * entropy
+    symmetry = {}
+    if mirror_action is not None:
+        mirrored_mean = apply_policy(params["policy"], batch["actor_mirrored"])
+        symmetry["loss/symmetry"] = jnp.mean(jnp.sum((mirrored_mean - mirror_action(mean)) ** 2, axis=-1))
+        total = total + cfg.symmetry_coef * symmetry["loss/symmetry"]
     metrics = {
+        **symmetry,
         "loss/policy": policy_loss,
         "loss/value": value_loss,
         "loss/entropy": entropy,
@@ -105,6 +115,12 @@ class PPO:
         self.policy_net = MLP(tuple(cfg.policy.hidden_sizes), env.action_size, cfg.policy.activation, out_scale=0.01)
         self.value_net = MLP(tuple(cfg.value.hidden_sizes), 1, cfg.value.activation)
         self.optimizer = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.scale_by_adam())
+        self.mirror = None
+        if cfg.symmetry_coef > 0:
+            if env.mirror is None:
+                raise ConfigError(f"algo.symmetry_coef={cfg.symmetry_coef}: this env has no left/right mirror "
+                                  f"(Env.mirror). Set algo.symmetry_coef=0.")
+            self.mirror = env.mirror
 
     # -- networks -----------------------------------------------------------------------------
     def apply_policy(self, policy_params, actor_obs: jax.Array) -> jax.Array:
@@ -218,6 +234,9 @@ class PPO:
             "advantage": advantages,
             "target": targets,
         }
+        if self.mirror is not None:  # mirrored raw observations, normalised like the originals
+            mirrored = self.mirror.actor_obs(traj["obs"]["actor"])
+            batch["actor_mirrored"] = normalize(stats["actor"], mirrored) if cfg.normalize_observations else mirrored
         batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
         batch_size = batch["value"].shape[0]
         mb_size = batch_size // cfg.num_minibatches
@@ -226,7 +245,9 @@ class PPO:
 
         def minibatch_step(carry, mb):
             params, opt_state, lr = carry
-            grads, mb_metrics = jax.grad(ppo_loss, has_aux=True)(params, mb, self.apply_policy, self.apply_value, cfg)
+            mirror_action = self.mirror.action if self.mirror is not None else None
+            grads, mb_metrics = jax.grad(ppo_loss, has_aux=True)(params, mb, self.apply_policy, self.apply_value, cfg,
+                                                                 mirror_action)
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, updates))
             if cfg.lr_schedule == "adaptive_kl":

@@ -8,10 +8,12 @@ episode limits and auto-reset are added by ``wildrobot.envs.wrappers``.
 from __future__ import annotations
 
 import abc
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import flax.struct
 import jax
+import numpy as np
 
 Observation = dict[str, jax.Array]  # {"actor": deployable obs, "critic": privileged obs}
 
@@ -35,6 +37,23 @@ class State:
     done: jax.Array
     metrics: dict[str, jax.Array]
     info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """The left/right mirror image of actor observations and of actions, for an env whose task is
+    symmetric about the sagittal plane: ``mirrored = sign * x[perm]`` on the last axis."""
+
+    obs_perm: np.ndarray
+    obs_sign: np.ndarray
+    action_perm: np.ndarray
+    action_sign: np.ndarray
+
+    def actor_obs(self, obs: jax.Array) -> jax.Array:
+        return obs[..., self.obs_perm] * self.obs_sign
+
+    def action(self, action: jax.Array) -> jax.Array:
+        return action[..., self.action_perm] * self.action_sign
 
 
 class Env(abc.ABC):
@@ -66,3 +85,8 @@ class Env(abc.ABC):
     def episode_length(self) -> int:
         """Control steps before truncation (used by the episode wrapper)."""
         return 1000
+
+    @property
+    def mirror(self) -> Optional[Mirror]:
+        """The env's left/right symmetry (PPO's ``symmetry_coef`` uses it); None when it has none."""
+        return None

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from wildrobot.config import StubEnvConfig
-from wildrobot.envs.core import Env, State
+from wildrobot.envs.core import Env, Mirror, State
 
 _GAIN = 2.0  # velocity change per second at full action
 
@@ -33,6 +34,12 @@ class StubEnv(Env):
     @property
     def action_size(self) -> int:
         return 2
+
+    @property
+    def mirror(self) -> Mirror:
+        """Reflection across the x axis: every y component (velocity, command, action) flips."""
+        flip_y = np.array([1.0, -1.0], np.float32)
+        return Mirror(obs_perm=np.arange(6), obs_sign=np.tile(flip_y, 3), action_perm=np.arange(2), action_sign=flip_y)
 
     @property
     def dt(self) -> float:

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wildrobot.envs import randomize, rewards
-from wildrobot.envs.core import Env, State
+from wildrobot.envs.core import Env, Mirror, State
 from wildrobot.envs.physics import MjxPhysics, quat_to_mat, yaw_from_quat, yaw_quat
 from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
 from wildrobot.robot.description import RobotDescription, load_robot_description
@@ -362,6 +362,34 @@ class WildRobotEnv(Env):
                                "unit": unit})
                 start += size
         return layout
+
+    @property
+    def mirror(self) -> Mirror:
+        """The robot's left/right mirror image (reflection through the sagittal x-z plane), block by
+        block of the actor observation: vectors flip y, angular velocities flip x and z, joints
+        follow the description's mirror map, the command flips vy and yaw rate, and the gait clock
+        moves to the other foot (half a period on). A test steps mirrored actions from mirrored
+        states and compares the observations."""
+        if self._nfeet != 2:
+            raise ValueError(f"the mirror needs two feet; the robot description has {self._nfeet}")
+        d = self.desc
+        joints = (d.mirror_permutation, d.mirror_signs)
+        blocks = {
+            "gravity": (np.arange(3), np.array([1.0, -1.0, 1.0])),
+            "gyro": (np.arange(3), np.array([-1.0, 1.0, -1.0])),
+            "joint_pos": joints,
+            "joint_vel": joints,
+            "prev_action": joints,
+            "command": (np.arange(3), np.array([1.0, -1.0, -1.0])),
+            "gait_phase": (np.arange(2), np.array([-1.0, -1.0])),  # sin, cos of the phase + pi
+        }
+        perm, sign = [], []
+        for block in self.observation_layout:
+            local_perm, local_sign = blocks[block["name"].split("[")[0]]
+            perm.append(block["start"] + np.asarray(local_perm))
+            sign.append(np.asarray(local_sign, np.float32))
+        return Mirror(obs_perm=np.concatenate(perm), obs_sign=np.concatenate(sign),
+                      action_perm=joints[0], action_sign=joints[1].astype(np.float32))
 
     def deployment_info(self) -> dict:
         """What a robot runtime needs besides the policy: joint order, home, action mapping, timing."""

@@ -49,6 +49,10 @@ class BatchedEnv:
     def dt(self) -> float:
         return self.env.dt
 
+    @property
+    def mirror(self):
+        return self.env.mirror
+
     # The whole batch is vmapped at once; an MJX env's physics step chunks itself on CPU
     # (wildrobot.envs.physics.vmap_in_chunks).
     def reset(self, keys: jax.Array) -> State:
