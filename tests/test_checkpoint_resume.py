@@ -169,3 +169,26 @@ def test_resume_with_another_env_is_refused(ppo_runs):
                             f"trainer.resume={root / 'full'}"], root / "other_env")
     with pytest.raises(CheckpointError, match="env 'stub'"):
         trainer.run()
+
+
+def test_a_run_from_an_env_with_other_state_still_loads_its_policy(ppo_runs, monkeypatch, caplog):
+    """A later version's env may keep other fields (here: one more metric). Evaluation and export
+    still load the policy and normaliser, bit for bit; resuming is refused with the shape error."""
+    from wildrobot.envs.stub import StubEnv
+    from wildrobot.train.checkpoint import StateShapeError
+    from wildrobot.train.loading import load_run
+
+    root, full = ppo_runs
+    before = load_run(root / "full")
+    metrics = StubEnv._metrics
+    monkeypatch.setattr(StubEnv, "_metrics", staticmethod(lambda *a: {**metrics(*a), "extra": jnp.zeros(())}))
+    with caplog.at_level("WARNING"):
+        after = load_run(root / "full")
+    assert "policy and observation normaliser only" in caplog.text
+    assert after.step == before.step == 4
+    assert_trees_equal((after.state.params, after.state.obs_stats), (before.state.params, before.state.obs_stats))
+    assert isinstance(after.state.env_state.metrics["extra"], jax.ShapeDtypeStruct)  # not restored
+    resumed = make_trainer(TINY_PPO + ["trainer.log_every=2", "trainer.iterations=6", f"trainer.resume={root / 'full'}"],
+                           root / "resume_other")
+    with pytest.raises(StateShapeError):
+        resumed.run()

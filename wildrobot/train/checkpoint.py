@@ -32,6 +32,10 @@ class CheckpointError(RuntimeError):
     """No usable checkpoint, or one that does not fit the current config."""
 
 
+class StateShapeError(CheckpointError):
+    """The checkpoint's train state has another structure than the one this config builds."""
+
+
 def package_versions() -> dict[str, str]:
     out = {}
     for name in _PACKAGES:
@@ -130,7 +134,7 @@ class Checkpointer:
                 failures.append(f"step {s}: metadata unreadable ({type(e).__name__}: {str(e)[:200]})")
                 continue
             if meta.get("state_signature") != state_signature(target):
-                raise CheckpointError(_signature_mismatch(meta, s) + config_diff)
+                raise StateShapeError(_signature_mismatch(meta, s) + config_diff)
             try:
                 restored = mngr.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(_without_empty(target))))
             except Exception as e:  # noqa: BLE001
@@ -140,6 +144,14 @@ class Checkpointer:
                 log.warning("checkpoint %s is incomplete or corrupt; using step %d instead", failure, s)
             return _with_empty(target, restored["state"]), meta, s
         raise CheckpointError("no complete checkpoint in " + str(mngr.directory) + ":\n  " + "\n  ".join(failures))
+
+    def restore_fields(self, target: dict[str, Any], step: int, manager: str = "latest") -> dict[str, Any]:
+        """Only the named top-level fields of the state saved at ``step`` (e.g. a policy's parameters
+        and normaliser), onto ``target`` (abstract trees keyed by field name), whatever else it holds."""
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        restore_args = ocp.checkpoint_utils.construct_restore_args(target, jax.tree.map(lambda _: device, target))
+        args = ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True)
+        return self.manager(manager).restore(step, args=ocp.args.Composite(state=args))["state"]
 
     def close(self) -> None:
         for mngr in (self.latest, self.best):
