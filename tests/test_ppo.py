@@ -129,7 +129,8 @@ def stub_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("ppo_stub") / "run"
     trainer = make_trainer(
         ["env=stub", "algo=ppo", "trainer.num_envs=64", "algo.unroll_length=16", "trainer.iterations=40",
-         "trainer.log_every=10", "trainer.eval_every=20", "trainer.checkpoint_every=20", "trainer.progress=false"],
+         "trainer.log_every=10", "trainer.eval_every=20", "trainer.checkpoint_every=20", "trainer.progress=false",
+         "algo.symmetry_coef=0"],
         run_dir,
     )
     code = trainer.run()

@@ -71,7 +71,7 @@ class RewardConfig:
 @dataclass
 class ObsConfig:
     gait_phase: bool = True  # (sin, cos) of a gait clock per foot in the actor obs
-    gait_frequency: float = 1.5  # Hz
+    gait_frequency: float = 2.0  # Hz; more steps per second turn this hip-yaw-less robot faster
     history: int = 0  # extra past actor frames stacked into the actor obs
 
 
