@@ -123,16 +123,16 @@ def test_symmetry_coef_on_an_env_without_a_mirror_is_a_config_error():
     PPO(PPOConfig(symmetry_coef=0.0), env, num_envs=4, total_iterations=1)
 
 
+# A real training run on the stub env: learns the task in seconds.
+STUB_RUN = ["env=stub", "algo=ppo", "trainer.num_envs=64", "algo.unroll_length=16", "trainer.iterations=40",
+            "trainer.log_every=10", "trainer.eval_every=20", "trainer.checkpoint_every=20", "trainer.progress=false"]
+
+
 @pytest.fixture(scope="module")
 def stub_run(tmp_path_factory):
     """One real training run on the stub env, shared by the tests below."""
     run_dir = tmp_path_factory.mktemp("ppo_stub") / "run"
-    trainer = make_trainer(
-        ["env=stub", "algo=ppo", "trainer.num_envs=64", "algo.unroll_length=16", "trainer.iterations=40",
-         "trainer.log_every=10", "trainer.eval_every=20", "trainer.checkpoint_every=20", "trainer.progress=false",
-         "algo.symmetry_coef=0"],
-        run_dir,
-    )
+    trainer = make_trainer([*STUB_RUN, "algo.symmetry_coef=0"], run_dir)
     code = trainer.run()
     return trainer, run_dir, code
 
@@ -165,10 +165,7 @@ def _asymmetry(trainer, run_dir) -> float:
 
 def test_the_mirror_loss_makes_the_learned_policy_symmetric(stub_run, tmp_path):
     plain, plain_dir, _ = stub_run
-    mirrored = make_trainer(
-        ["env=stub", "algo=ppo", "trainer.num_envs=64", "algo.unroll_length=16", "trainer.iterations=40",
-         "trainer.log_every=10", "trainer.eval_every=20", "trainer.checkpoint_every=20", "trainer.progress=false",
-         "algo.symmetry_coef=1.0"], tmp_path / "run")
+    mirrored = make_trainer([*STUB_RUN, "algo.symmetry_coef=1.0"], tmp_path / "run")
     assert mirrored.run() == 0
     assert mirrored.final_metrics["eval/return"] > 85.0  # it still learns the task
     assert "loss/symmetry" in mirrored.final_metrics and "loss/symmetry" not in plain.final_metrics

@@ -242,10 +242,10 @@ class PPO:
         mb_size = batch_size // cfg.num_minibatches
 
         lr = self._scheduled_lr(state)
+        mirror_action = self.mirror.action if self.mirror is not None else None
 
         def minibatch_step(carry, mb):
             params, opt_state, lr = carry
-            mirror_action = self.mirror.action if self.mirror is not None else None
             grads, mb_metrics = jax.grad(ppo_loss, has_aux=True)(params, mb, self.apply_policy, self.apply_value, cfg,
                                                                  mirror_action)
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
