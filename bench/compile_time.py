@@ -17,11 +17,13 @@ import tempfile
 import time
 
 import jax
+import numpy as np
 
 from wildrobot.config import load_config
 from wildrobot.dispatch import trainer_class
 from wildrobot.envs.factory import make_env
 from wildrobot.jax_setup import configure_jax
+from wildrobot.train.runner import CHUNK_LENGTH
 
 
 def main() -> None:
@@ -42,7 +44,8 @@ def main() -> None:
         algo = trainer.make_algorithm(make_env(cfg.env))
         key = jax.random.key(cfg.seed)
         start = time.perf_counter()
-        traced = jax.jit(trainer._make_chunk(algo), donate_argnums=0).trace(jax.eval_shape(algo.init, key))
+        chunk = jax.jit(trainer._make_chunk(algo), donate_argnums=0)
+        traced = chunk.trace(jax.eval_shape(algo.init, key), CHUNK_LENGTH)
         traced_at = time.perf_counter()
         lowered = traced.lower()
         lowered_at = time.perf_counter()
@@ -55,10 +58,11 @@ def main() -> None:
                    f"compile_s={compiled_at - lowered_at:.1f}")
         if args.run:
             carry = jax.jit(algo.init)(key)
-            carry, _ = compiled(carry)
+            length = np.int32(args.log_every)
+            carry, _ = compiled(carry, length)
             jax.block_until_ready(carry)
             run_start = time.perf_counter()
-            carry, _ = compiled(carry)
+            carry, _ = compiled(carry, length)
             jax.block_until_ready(carry)
             figures += f" chunk_run_s={time.perf_counter() - run_start:.2f}"
     print(figures)

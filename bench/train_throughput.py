@@ -3,14 +3,15 @@
     uv run python bench/train_throughput.py [--env wildrobot] [--num-envs 1024] [--chunks 4] [overrides...]
 
 1. the real trainer (``Trainer.run``: chunks of jitted iterations, logging, the final checkpoint),
-   timed over every chunk after the first (the first includes compilation);
+   timed over every chunk after the first (a run's first chunk is one iteration, right after
+   compiling);
 2. the env alone: the same batched env (auto-reset included) stepped with random actions;
 3. the PPO update alone (GAE + epochs of minibatches) on one rollout of the same size.
 
 ``overhead = trainer rate / (1 / (1/env rate + 1/update rate))``, per sample: 1.0 means the
 trainer adds nothing to the serial sum of its parts. Also: trainer rate / env rate, peak resident
 memory after the training phase, and the time from start to the end of the first iteration
-chunk (env build, init, compile). The last line holds the headline figures as name=value pairs.
+(env build, init, compile, one iteration). The last line holds the headline figures as name=value pairs.
 """
 
 from __future__ import annotations
@@ -45,13 +46,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="wildrobot")
     p.add_argument("--num-envs", type=int, default=1024)
-    p.add_argument("--chunks", type=int, default=4, help="trainer chunks to run (the first is not timed)")
+    p.add_argument("--chunks", type=int, default=4, help="iterations to run, in units of log_every (all but the first iteration are timed)")
     p.add_argument("--log-every", type=int, default=2, help="iterations per chunk")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. algo.policy.hidden_sizes=[512,256,128]")
     args = p.parse_args()
     configure_jax()
 
-    iterations = args.chunks * args.log_every
+    iterations = args.chunks * args.log_every  # chunks of 1, log_every - 1, then log_every iterations
     cfg = load_config([f"env={args.env}", "algo=ppo", f"trainer.num_envs={args.num_envs}",
                        f"trainer.iterations={iterations}", f"trainer.log_every={args.log_every}",
                        "trainer.eval_every=0", "trainer.checkpoint_every=0", "trainer.progress=false", *args.overrides])
@@ -64,8 +65,8 @@ def main() -> None:
         trainer = trainer_class(cfg)(cfg, Path(tmp) / "run")
         assert trainer.run() == 0
     samples = args.num_envs * a.unroll_length
-    timed_chunks = trainer.chunk_seconds[1:]
-    trainer_sps = len(timed_chunks) * args.log_every * samples / sum(timed_chunks)
+    # every chunk after the first (one iteration, run right after compiling)
+    trainer_sps = sum(trainer.chunk_iterations[1:]) * samples / sum(trainer.chunk_seconds[1:])
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     first_s = trainer.seconds_to_first_chunk
 

@@ -67,7 +67,8 @@ def test_tensorboard_is_readable_and_continuous_across_resume(ppo_runs):
     root, _ = ppo_runs
     full, part = read_scalars(root / "full" / "tensorboard"), read_scalars(root / "part" / "tensorboard")
     steps_per_it = 8 * 8
-    assert [s for s, _ in part["loss/total"]] == [2 * steps_per_it, 4 * steps_per_it]
+    # a new run's first chunk is one iteration, the resumed one starts on the log_every grid
+    assert [s for s, _ in part["loss/total"]] == [1 * steps_per_it, 2 * steps_per_it, 4 * steps_per_it]
     for tag in ("loss/total", "ppo/learning_rate", "eval/return"):
         np.testing.assert_allclose([v for _, v in part[tag]], [v for _, v in full[tag]], rtol=1e-6)
 
@@ -78,12 +79,13 @@ def test_evaluation_time_is_logged_on_its_own(ppo_runs):
     steps_per_it = 8 * 8
     assert [s for s, _ in scalars["perf/eval_seconds"]] == [2 * steps_per_it, 4 * steps_per_it]
     assert all(v > 0 for _, v in scalars["perf/eval_seconds"])
-    assert len(scalars["perf/steps_per_second"]) == 2
+    assert len(scalars["perf/steps_per_second"]) == 3  # iterations 1, 2, 4
 
 
 def test_the_next_chunk_is_queued_before_logging_and_changes_nothing(ppo_runs, tmp_path, monkeypatch):
-    """Without an evaluation or checkpoint due, chunk 2 is dispatched before chunk 1's metrics are
-    logged (the device keeps working while Python logs), and the result equals the run that stopped
+    """Without an evaluation or checkpoint due, each chunk is dispatched before the previous one's
+    metrics are logged (the device keeps working while Python logs), the first chunk is one
+    iteration and the next fills up to log_every, and the result equals the run that stopped
     after every chunk to evaluate and save."""
     from wildrobot.train import runner
 
@@ -94,9 +96,9 @@ def test_the_next_chunk_is_queued_before_logging_and_changes_nothing(ppo_runs, t
     def recording_result(self):
         compiled = compiled_result(self)
 
-        def dispatch(carry):
-            events.append("dispatch")
-            return compiled(carry)
+        def dispatch(carry, n):
+            events.append(f"dispatch {n}")
+            return compiled(carry, n)
 
         return dispatch
 
@@ -110,7 +112,8 @@ def test_the_next_chunk_is_queued_before_logging_and_changes_nothing(ppo_runs, t
                                       "trainer.iterations=4"], tmp_path / "queued")
     assert queued.run() == 0
     steps_per_it = 8 * 8
-    assert events == ["dispatch", "dispatch", f"log {2 * steps_per_it}", f"log {4 * steps_per_it}"]
+    assert events == ["dispatch 1", "dispatch 1", f"log {1 * steps_per_it}", "dispatch 2", f"log {2 * steps_per_it}",
+                      f"log {4 * steps_per_it}"]
     a, _, _ = restore_latest(root / "full", full)
     b, _, step = restore_latest(tmp_path / "queued", full)
     assert step == 4
@@ -125,9 +128,9 @@ def test_resume_after_a_crash_purges_events_past_the_checkpoint(tmp_path):
     resumed = make_trainer(smoke + ["trainer.iterations=6", f"trainer.resume={run}"], tmp_path / "hydra")
     assert resumed.run() == 0
     points = read_scalars(run / "tensorboard")["param_w_mean"]
-    assert [s for s, _ in points] == [2, 4, 6]
-    # Each point is the chunk's mean over its two iterations: (-1e-5 - 2e-5) / 2, ...
-    np.testing.assert_allclose([v for _, v in points], [-1.5e-5, -3.5e-5, -5.5e-5], rtol=1e-4)
+    assert [s for s, _ in points] == [1, 2, 4, 6]  # the first run's chunks: 1, 1, 2 iterations
+    # Each point is the chunk's mean over its iterations: -1e-5, -2e-5, (-3e-5 - 4e-5) / 2, ...
+    np.testing.assert_allclose([v for _, v in points], [-1e-5, -2e-5, -3.5e-5, -5.5e-5], rtol=1e-4)
 
 
 def test_truncated_checkpoint_is_reported_and_the_previous_one_used(tmp_path, caplog):

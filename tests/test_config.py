@@ -67,7 +67,6 @@ def test_unknown_key_is_rejected_and_allowed_keys_listed(override, key):
         (["trainer.num_envs=0"], "trainer.num_envs", ">= 1"),
         (["algo.learning_rate=-0.1"], "algo.learning_rate", "> 0"),
         (["trainer.num_envs=10", "algo.unroll_length=3", "algo.num_minibatches=4"], "algo.num_minibatches", "divisor"),
-        (["trainer.iterations=15", "trainer.log_every=10"], "trainer.iterations", "multiple"),
         (["trainer.eval_every=15", "trainer.log_every=10"], "trainer.eval_every", "multiple"),
         (["algo.lr_schedule=cosine"], "algo.lr_schedule", "adaptive_kl"),
         (["algo.policy.activation=gelu2"], "algo.policy.activation", "elu"),

@@ -176,7 +176,8 @@ def test_the_mirror_loss_makes_the_learned_policy_symmetric(stub_run, tmp_path):
 
 def test_chunk_compiles_once(stub_run):
     trainer, _, _ = stub_run
-    assert trainer.trace_count == 1  # 4 chunks ran, one trace
+    assert trainer.trace_count == 1  # chunks of 1, 9, 10, 10 and 10 iterations ran, one trace
+    assert trainer.chunk_iterations == [1, 9, 10, 10, 10]
 
 
 def test_best_and_latest_checkpoints_are_kept(stub_run):

@@ -1,5 +1,6 @@
 """The runner's background compile: the compiled program is the jitted one, traced once; an error
-raised while tracing reaches the caller that waits for it; Ctrl-C does not cut the wait short."""
+raised while tracing reaches the caller that waits for it; Ctrl-C does not cut the wait short.
+The chunk program: its length is an argument, and short chunks continue exactly."""
 
 import os
 import signal
@@ -8,6 +9,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from wildrobot.train.runner import BackgroundCompile
@@ -65,3 +67,46 @@ def test_the_budget_line_names_the_device_and_flags_a_gpu_sized_batch_on_the_cpu
     on_cpu = jax.default_backend() == "cpu"
     assert f"({num_envs} envs)" in line and ("on the CPU (" in line) == on_cpu
     assert ("uv run --extra cuda12" in line) == (warns and on_cpu)
+
+
+def test_a_short_chunk_runs_only_its_iterations_and_continues_exactly(tmp_path):
+    """The chunk program (4 iterations) takes its length as an argument: chunks of 1 then 2
+    iterations give the state and per-iteration metrics of one chunk of 3, and skipped iterations
+    leave the state alone."""
+    from conftest import TINY_PPO, make_trainer
+    from wildrobot.envs.factory import make_env
+
+    trainer = make_trainer(TINY_PPO + ["trainer.log_every=4", "trainer.checkpoint_every=0", "trainer.eval_every=0"],
+                           tmp_path / "run")
+    algo = trainer.make_algorithm(make_env(trainer.cfg.env))
+    chunk = jax.jit(trainer._make_chunk(algo))
+    start = algo.init(jax.random.key(0))
+    whole, whole_metrics = chunk(start, np.int32(3))
+    first, first_metrics = chunk(start, np.int32(1))
+    split, split_metrics = chunk(first, np.int32(2))
+    assert trainer.trace_count == 1
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(split)):
+        if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for key, rows in whole_metrics.items():
+        np.testing.assert_array_equal(rows[:1], first_metrics[key][:1])
+        np.testing.assert_array_equal(rows[1:3], split_metrics[key][:2])
+        assert not np.any(first_metrics[key][1:])  # skipped: zeros, which the runner drops
+    skipped, _ = chunk(first, np.int32(0))
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(skipped)):
+        if not jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_chunks_start_with_one_iteration_and_end_at_the_budget(tmp_path):
+    from conftest import make_trainer
+    from wildrobot.train.logging import read_scalars
+
+    trainer = make_trainer(["env=stub", "algo=jax_smoke", "trainer.iterations=7", "trainer.log_every=3",
+                            "trainer.checkpoint_every=3", "trainer.progress=false"], tmp_path / "run")
+    assert trainer.run() == 0
+    assert trainer.chunk_iterations == [1, 2, 3, 1]  # on the log_every grid after the first, then the rest
+    assert [s for s, _ in read_scalars(tmp_path / "run" / "tensorboard")["param_w_mean"]] == [1, 3, 6, 7]
+    saved = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints" / "latest").iterdir() if p.name.isdigit())
+    assert saved == [3, 6, 7]

@@ -209,11 +209,6 @@ def validate(cfg: Config) -> None:
     _require(t.iterations >= 1, "trainer.iterations", t.iterations, "an integer >= 1")
     _require(t.log_every >= 1, "trainer.log_every", t.log_every, "an integer >= 1")
     _require(t.keep_checkpoints >= 1, "trainer.keep_checkpoints", t.keep_checkpoints, "an integer >= 1")
-    _require(
-        t.iterations % t.log_every == 0,
-        "trainer.iterations", t.iterations,
-        f"a multiple of trainer.log_every={t.log_every} (iterations run in jitted chunks of log_every)",
-    )
     for key in ("checkpoint_every", "eval_every"):
         every = getattr(t, key)
         _require(

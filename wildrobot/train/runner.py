@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
@@ -42,6 +43,9 @@ SUMMARY = (
 RESUME_FREE_KEYS = ("trainer.iterations", "trainer.log_every", "trainer.checkpoint_every", "trainer.eval_every",
                     "trainer.keep_checkpoints", "trainer.resume", "trainer.progress", "trainer.mode")
 
+
+# The chunk program's second argument: how many of its log_every iterations to run.
+CHUNK_LENGTH = jax.ShapeDtypeStruct((), np.int32)
 
 # A batch this large only pays off on a GPU (on the CPU a 1024-env chunk already saturates the cores).
 GPU_SIZED_ENVS = 4096
@@ -186,7 +190,8 @@ class Trainer:
         self.trace_count = 0  # how often the chunk function was traced (1 = compiled once)
         self.final_metrics: dict[str, float] = {}
         self.chunk_seconds: list[float] = []  # wall time of each chunk, the first includes compilation
-        self.seconds_to_first_chunk = math.nan  # from run() start: env build, init, compile, one chunk
+        self.chunk_iterations: list[int] = []  # iterations in each chunk (a new run's first has one)
+        self.seconds_to_first_chunk = math.nan  # from run() start: env build, init, compile, the first chunk
 
     # -- what a trainer provides ---------------------------------------------------------------
     def make_algorithm(self, env: Env) -> Algorithm:
@@ -238,7 +243,7 @@ class Trainer:
         else:
             # XLA compiles each program on one core: compile the first chunk while init compiles
             # and runs (on a cold compilation cache these are a first run's two longest waits).
-            compiling = BackgroundCompile(chunk_jit, jax.eval_shape(algo.init, key))
+            compiling = BackgroundCompile(chunk_jit, jax.eval_shape(algo.init, key), CHUNK_LENGTH)
             try:
                 carry = jax.jit(algo.init)(key)
                 release_freed_memory()
@@ -260,28 +265,38 @@ class Trainer:
         unit_total = (t.iterations - start) * (steps_per_it or 1)
         bar = tqdm(total=unit_total, unit=" steps" if steps_per_it else " it", unit_scale=True, dynamic_ncols=True,
                    disable=not t.progress or jax.process_index() != 0, file=sys.stderr)
+
+        def launch(carry: Any, it: int) -> tuple[Any, int]:
+            """Queue the chunk that starts at iteration ``it``: a new run's first is one iteration
+            (progress shows as soon as the program is compiled), every other runs up to the next
+            multiple of log_every (the cadence of logs, checkpoints and evaluations)."""
+            n = 1 if it == 0 else min(t.log_every - it % t.log_every, t.iterations - it)
+            return chunk_fn(carry, np.int32(n)), n
+
         try:
             with StopRequest() as stop:
                 chunk_start = time.perf_counter()
-                pending = chunk_fn(carry) if it < t.iterations else None
+                pending = launch(carry, it) if it < t.iterations else None
                 while pending is not None:
-                    carry, chunk_metrics = pending
-                    it += t.log_every
+                    (carry, chunk_metrics), n = pending
+                    it += n
                     evaluate_now = bool(t.eval_every) and it % t.eval_every == 0
                     save_now = bool(t.checkpoint_every) and it % t.checkpoint_every == 0 or it >= t.iterations
                     # Queue the next chunk before reading this one's metrics, so the device never
                     # idles while Python logs. Not when this chunk's state is still needed (evaluation,
                     # checkpoint, stop): the next chunk takes it over (donated buffers).
                     pending = None
-                    if not (evaluate_now or save_now or stop.signum is not None):
-                        pending = chunk_fn(carry)
-                    metrics = reduce_chunk(jax.device_get(chunk_metrics))
+                    if not (evaluate_now or save_now or stop.signum is not None) and it < t.iterations:
+                        pending = launch(carry, it)
+                    # A chunk's function always scans log_every iterations and skips those past n.
+                    metrics = reduce_chunk({k: v[:n] for k, v in jax.device_get(chunk_metrics).items()})
                     now = time.perf_counter()
                     self.chunk_seconds.append(now - chunk_start)
+                    self.chunk_iterations.append(n)
                     if len(self.chunk_seconds) == 1:
                         self.seconds_to_first_chunk = now - started
                         release_freed_memory()  # what compiling the chunk (on resume) left behind
-                    metrics["perf/steps_per_second"] = t.log_every * steps_per_it / (now - chunk_start) if steps_per_it else 0.0
+                    metrics["perf/steps_per_second"] = n * steps_per_it / (now - chunk_start) if steps_per_it else 0.0
                     chunk_start = now  # from here the next chunk's time runs (evaluating and saving excluded)
                     metrics["perf/iteration"] = it
                     if evaluate_now:
@@ -297,10 +312,10 @@ class Trainer:
                         metrics["perf/eval_seconds"] = time.perf_counter() - eval_start
                         chunk_start += metrics["perf/eval_seconds"]
                     tb.scalars(metrics, self.global_step(algo, it))
-                    bar.update(t.log_every * (steps_per_it or 1))
+                    bar.update(n * (steps_per_it or 1))
                     bar.write(self._summary_line(it, algo, metrics))
                     if len(self.chunk_seconds) == 2 and it < t.iterations:  # the first chunk included compiling
-                        left = (t.iterations - it) / t.log_every * self.chunk_seconds[-1]
+                        left = (t.iterations - it) / n * self.chunk_seconds[-1]
                         evals = (t.iterations // t.eval_every - it // t.eval_every) if t.eval_every else 0
                         bar.write(f"expected time to finish: {left / 60:.1f} min at the current rate"
                                   + (f", plus {evals} evaluations" if evals else ""))
@@ -310,7 +325,7 @@ class Trainer:
                             ckpt.save(it, carry, meta)
                             chunk_start += time.perf_counter() - save_start
                         if it < t.iterations and stop.signum is None:
-                            pending = chunk_fn(carry)
+                            pending = launch(carry, it)
                 if stop.signum is not None:
                     exit_code = 128 + stop.signum
                     print(f"Stopped by {signal.Signals(stop.signum).name} at iteration {it}; checkpoint saved in "
@@ -325,11 +340,23 @@ class Trainer:
         return exit_code
 
     def _make_chunk(self, algo: Algorithm):
+        """``chunk(carry, n) -> (carry, metrics)``: ``n`` (1..log_every) iterations in one program.
+        ``n`` is an argument, not a constant, so chunks of every length share one compilation; the
+        scan runs log_every steps and the ones past ``n`` pass the carry through (``lax.cond``
+        runs one branch: skipping costs nothing) with zero metrics, which the runner drops."""
         length = self.cfg.trainer.log_every
 
-        def chunk(carry):
+        def chunk(carry, n):
             self.trace_count += 1  # runs only while tracing
-            return jax.lax.scan(lambda c, _: algo.iteration(c), carry, None, length=length)
+            metric_shapes = jax.eval_shape(algo.iteration, carry)[1]
+
+            def skip(c):
+                return c, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shapes)
+
+            def step(c, i):
+                return jax.lax.cond(i < n, algo.iteration, skip, c)
+
+            return jax.lax.scan(step, carry, jnp.arange(length))
 
         return chunk
 
