@@ -346,15 +346,18 @@ class Trainer:
         runs one branch: skipping costs nothing) with zero metrics, which the runner drops."""
         length = self.cfg.trainer.log_every
 
+        # jitted, so that asking for its metrics' shapes and the cond's branch share one trace
+        iteration = jax.jit(algo.iteration)
+
         def chunk(carry, n):
             self.trace_count += 1  # runs only while tracing
-            metric_shapes = jax.eval_shape(algo.iteration, carry)[1]
+            metric_shapes = jax.eval_shape(iteration, carry)[1]
 
             def skip(c):
                 return c, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shapes)
 
             def step(c, i):
-                return jax.lax.cond(i < n, algo.iteration, skip, c)
+                return jax.lax.cond(i < n, iteration, skip, c)
 
             return jax.lax.scan(step, carry, jnp.arange(length))
 
