@@ -1,6 +1,12 @@
-"""Where a cold first run's time goes: trace, lower and compile the trainer's chunk alone.
+"""Where a cold first run's time goes: trace, lower and compile the trainer's chunk alone, or
+one of its parts.
 
-    uv run python bench/compile_time.py [--num-envs 1024] [--log-every 2] [--run] [overrides...]
+    uv run python bench/compile_time.py [--part chunk] [--num-envs 1024] [--log-every 2] [--run] [overrides...]
+
+``--part``: ``chunk`` (the trainer's program: rollouts, GAE, updates), ``env`` (the batched env
+stepped over one rollout with random actions), ``update`` (PPO's update alone), ``physics`` (one
+control step of the env's bare physics for the batch, with the model shared by every env) or
+``physics-one`` (the same for one robot, unbatched).
 
 The persistent compilation cache is off, so every figure is a cold compile. XLA and JAX
 settings come from the environment as usual, e.g. ``XLA_FLAGS=--xla_backend_optimization_level=1``
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from typing import Any
 
 import jax
 import numpy as np
@@ -22,12 +29,47 @@ import numpy as np
 from wildrobot.config import load_config
 from wildrobot.dispatch import trainer_class
 from wildrobot.envs.factory import make_env
+from wildrobot.envs.physics import physics_steps
 from wildrobot.jax_setup import configure_jax
 from wildrobot.train.runner import CHUNK_LENGTH
 
 
+PARTS = ("chunk", "env", "update", "physics", "physics-one")
+
+
+def program(part: str, trainer, algo, key: jax.Array) -> tuple[Any, tuple]:
+    """(jitted function, abstract arguments) of one part of the trainer's chunk."""
+    state = jax.eval_shape(algo.init, key)
+    if part == "chunk":
+        return jax.jit(trainer._make_chunk(algo), donate_argnums=0), (state, CHUNK_LENGTH)
+    if part == "update":
+        traj = jax.eval_shape(algo.rollout, state, key)[1]
+        return jax.jit(algo.update), (state, traj, key)
+    env = algo.env
+    if part == "env":
+        shape = (trainer.cfg.trainer.num_envs, env.action_size)
+
+        def env_rollout(env_state, k):
+            def step(s, k_):
+                return env.step(s, jax.random.uniform(k_, shape, minval=-1.0, maxval=1.0)), None
+
+            return jax.lax.scan(step, env_state, jax.random.split(k, trainer.cfg.algo.unroll_length))[0]
+
+        return jax.jit(env_rollout), (state.env_state, key)
+    physics = env.env.physics  # the WildRobot env inside the batch wrapper
+    steps, substeps = physics_steps(trainer.cfg.env.sim.substeps), trainer.cfg.env.sim.substeps
+    one_data = jax.eval_shape(lambda: physics.home_data)
+    one_ctrl = jax.ShapeDtypeStruct((physics.mj_model.nu,), np.float32)
+    if part == "physics-one":
+        return jax.jit(lambda d, c: steps(physics.model, d, c, None)), (one_data, one_ctrl)
+    n = trainer.cfg.trainer.num_envs
+    batched = jax.tree.map(lambda x: jax.ShapeDtypeStruct((n, *x.shape), x.dtype), (one_data, one_ctrl))
+    return jax.jit(jax.vmap(lambda d, c: steps(physics.model, d, c, None))), batched
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--part", choices=PARTS, default="chunk", help="what to compile (see above)")
     p.add_argument("--env", default="wildrobot")
     p.add_argument("--num-envs", type=int, default=1024)
     p.add_argument("--log-every", type=int, default=2, help="iterations per chunk")
@@ -44,19 +86,20 @@ def main() -> None:
         algo = trainer.make_algorithm(make_env(cfg.env))
         key = jax.random.key(cfg.seed)
         start = time.perf_counter()
-        chunk = jax.jit(trainer._make_chunk(algo), donate_argnums=0)
-        traced = chunk.trace(jax.eval_shape(algo.init, key), CHUNK_LENGTH)
+        fn, abstract_args = program(args.part, trainer, algo, key)
+        traced = fn.trace(*abstract_args)
         traced_at = time.perf_counter()
         lowered = traced.lower()
         lowered_at = time.perf_counter()
         compiled = lowered.compile()
         compiled_at = time.perf_counter()
-        print(f"prng={jax.config.jax_default_prng_impl} num_envs={args.num_envs} log_every={args.log_every}: "
+        print(f"{args.part}: prng={jax.config.jax_default_prng_impl} num_envs={args.num_envs} "
+              f"log_every={args.log_every}: "
               f"trace {traced_at - start:.1f} s, lower {lowered_at - traced_at:.1f} s, "
               f"compile {compiled_at - lowered_at:.1f} s")
         figures = (f"trace_s={traced_at - start:.1f} lower_s={lowered_at - traced_at:.1f} "
                    f"compile_s={compiled_at - lowered_at:.1f}")
-        if args.run:
+        if args.run and args.part == "chunk":
             carry = jax.jit(algo.init)(key)
             length = np.int32(args.log_every)
             carry, _ = compiled(carry, length)
