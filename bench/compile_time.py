@@ -11,7 +11,9 @@ control step of the env's bare physics for the batch, with the model shared by e
 The persistent compilation cache is off, so every figure is a cold compile. XLA and JAX
 settings come from the environment as usual, e.g. ``XLA_FLAGS=--xla_backend_optimization_level=1``
 or ``JAX_DEFAULT_PRNG_IMPL=rbg``; Hydra overrides change the env or PPO (e.g.
-``env.randomization.enabled=false``). ``--run`` also times one call of the compiled chunk (after
+``env.randomization.enabled=false``). ``--by-source N`` lists where the compiled program's
+instructions come from (MJX, or a function of this project) and the share of random-number
+generation: what a change would have to shrink. ``--run`` also times one call of the compiled chunk (after
 a first call), so a setting that compiles faster can be checked for what it costs at run time.
 The last line holds the figures as name=value pairs.
 """
@@ -19,6 +21,8 @@ The last line holds the figures as name=value pairs.
 from __future__ import annotations
 
 import argparse
+import collections
+import re
 import tempfile
 import time
 from typing import Any
@@ -35,6 +39,41 @@ from wildrobot.train.runner import CHUNK_LENGTH
 
 
 PARTS = ("chunk", "env", "update", "physics", "physics-one")
+RANDOM_OPS = re.compile(r"threefry|random_bits|jit\((?:_uniform|_normal|_bernoulli|_randint)\)")
+
+
+def instructions_by_source(hlo: str) -> tuple[collections.Counter, int]:
+    """Count the optimised program's instructions by the Python that produced them: the innermost
+    frame in this project (file:function), or "mujoco.mjx" for MJX's own code; and how many come
+    from random-number generation. Read from the HLO's stack-frame tables."""
+    def table(name: str, until: str) -> str:
+        return hlo.split("\n" + name + "\n", 1)[1].split("\n" + until + "\n", 1)[0]
+
+    files = dict(re.findall(r'^(\d+) "(.*)"$', table("FileNames", "FunctionNames"), re.M))
+    functions = dict(re.findall(r'^(\d+) "(.*)"$', table("FunctionNames", "FileLocations"), re.M))
+    locations = dict((i, (f, fn)) for i, f, fn in re.findall(
+        r"^(\d+) \{file_name_id=(\d+) function_name_id=(\d+)", table("FileLocations", "StackFrames"), re.M))
+    frames = dict((i, (loc, parent)) for i, loc, parent in re.findall(
+        r"^(\d+) \{file_location_id=(\d+) parent_frame_id=(\d+)", hlo.split("\nStackFrames\n", 1)[1], re.M))
+
+    def source(frame: str) -> str:
+        seen = set()
+        while frame in frames and frame not in seen:  # innermost frame first
+            seen.add(frame)
+            loc, parent = frames[frame]
+            path, function = files[locations[loc][0]], functions[locations[loc][1]]
+            if "/mujoco/mjx/" in path:
+                return "mujoco.mjx"
+            if "/wildrobot/" in path or "/bench/" in path:
+                return f"{path.rsplit('/', 2)[-2]}/{path.rsplit('/', 1)[-1]}:{function.split('.<locals>')[0]}"
+            frame = parent
+        return "other"
+
+    counts, random_ops = collections.Counter(), 0
+    for line in re.finditer(r"^\s+(?:ROOT )?%\S+ = .*stack_frame_id=(\d+)", hlo, re.M):
+        counts[source(line.group(1))] += 1
+        random_ops += bool(RANDOM_OPS.search(line.group(0)))
+    return counts, random_ops
 
 
 def program(part: str, trainer, algo, key: jax.Array) -> tuple[Any, tuple]:
@@ -74,6 +113,8 @@ def main() -> None:
     p.add_argument("--num-envs", type=int, default=1024)
     p.add_argument("--log-every", type=int, default=2, help="iterations per chunk")
     p.add_argument("--run", action="store_true", help="also time one call of the compiled chunk")
+    p.add_argument("--by-source", type=int, default=0, metavar="N",
+                   help="also list the N sources with the most instructions in the compiled program")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = p.parse_args()
     configure_jax()
@@ -99,6 +140,15 @@ def main() -> None:
               f"compile {compiled_at - lowered_at:.1f} s")
         figures = (f"trace_s={traced_at - start:.1f} lower_s={lowered_at - traced_at:.1f} "
                    f"compile_s={compiled_at - lowered_at:.1f}")
+        if args.by_source:
+            counts, random_ops = instructions_by_source(compiled.as_text())
+            total = sum(counts.values())
+            print(f"{total} instructions with a source, {100 * random_ops / total:.1f} % of them random-number "
+                  "generation; the largest sources:")
+            for name, n in counts.most_common(args.by_source):
+                print(f"  {100 * n / total:5.1f} %  {name}")
+            figures += f" instructions={total} mjx_pct={100 * counts['mujoco.mjx'] / total:.1f} " \
+                       f"random_pct={100 * random_ops / total:.1f}"
         if args.run and args.part == "chunk":
             carry = jax.jit(algo.init)(key)
             length = np.int32(args.log_every)
