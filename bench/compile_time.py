@@ -25,11 +25,13 @@ import collections
 import re
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
+import wildrobot
 from wildrobot.config import load_config
 from wildrobot.dispatch import trainer_class
 from wildrobot.envs.factory import make_env
@@ -39,39 +41,46 @@ from wildrobot.train.runner import CHUNK_LENGTH
 
 
 PARTS = ("chunk", "env", "update", "physics", "physics-one")
-RANDOM_OPS = re.compile(r"threefry|random_bits|jit\((?:_uniform|_normal|_bernoulli|_randint)\)")
+RANDOM_OPS = re.compile(r"threefry|random_bits|jit\((?:_uniform|_normal|_bernoulli|_randint|_shuffle)\)")
 
 
 def instructions_by_source(hlo: str) -> tuple[collections.Counter, int]:
     """Count the optimised program's instructions by the Python that produced them: the innermost
     frame in this project (file:function), or "mujoco.mjx" for MJX's own code; and how many come
-    from random-number generation. Read from the HLO's stack-frame tables."""
+    from random-number generation. Read from the stack-frame tables at the top of the HLO text."""
     def table(name: str, until: str) -> str:
-        return hlo.split("\n" + name + "\n", 1)[1].split("\n" + until + "\n", 1)[0]
+        if f"\n{name}\n" not in hlo:
+            raise SystemExit(f"the compiled program's text has no {name} table (XLA metadata off?): "
+                             "--by-source needs it")
+        return hlo.split(f"\n{name}\n", 1)[1].split(f"\n{until}\n", 1)[0]
 
     files = dict(re.findall(r'^(\d+) "(.*)"$', table("FileNames", "FunctionNames"), re.M))
     functions = dict(re.findall(r'^(\d+) "(.*)"$', table("FunctionNames", "FileLocations"), re.M))
-    locations = dict((i, (f, fn)) for i, f, fn in re.findall(
-        r"^(\d+) \{file_name_id=(\d+) function_name_id=(\d+)", table("FileLocations", "StackFrames"), re.M))
-    frames = dict((i, (loc, parent)) for i, loc, parent in re.findall(
-        r"^(\d+) \{file_location_id=(\d+) parent_frame_id=(\d+)", hlo.split("\nStackFrames\n", 1)[1], re.M))
+    locations = {int(i): (f, fn) for i, f, fn in re.findall(
+        r"^(\d+) \{file_name_id=(\d+) function_name_id=(\d+)", table("FileLocations", "StackFrames"), re.M)}
+    frames = {int(i): (int(loc), int(parent)) for i, loc, parent in re.findall(
+        r"^(\d+) \{file_location_id=(\d+) parent_frame_id=(\d+)", table("StackFrames", ""), re.M)}
+    # XLA prints a parent id one above the frame it names (0, no parent, prints as 1): a frame that
+    # seems to be its own or a later frame's child gives that away.
+    shift = 1 if any(parent >= i for i, (_, parent) in frames.items()) else 0
+    project_roots = (str(Path(wildrobot.__file__).parent) + "/", str(Path(__file__).parent) + "/")
 
-    def source(frame: str) -> str:
-        seen = set()
-        while frame in frames and frame not in seen:  # innermost frame first
-            seen.add(frame)
+    def source(frame: int) -> str:
+        while frame in frames:  # innermost frame first
             loc, parent = frames[frame]
             path, function = files[locations[loc][0]], functions[locations[loc][1]]
             if "/mujoco/mjx/" in path:
                 return "mujoco.mjx"
-            if "/wildrobot/" in path or "/bench/" in path:
-                return f"{path.rsplit('/', 2)[-2]}/{path.rsplit('/', 1)[-1]}:{function.split('.<locals>')[0]}"
-            frame = parent
-        return "other"
+            if path.startswith(project_roots):
+                return f"{Path(path).parent.name}/{Path(path).name}:{function.split('.<locals>')[0]}"
+            frame = parent - shift
+        return "other (JAX, Flax, Optax)"
 
     counts, random_ops = collections.Counter(), 0
     for line in re.finditer(r"^\s+(?:ROOT )?%\S+ = .*stack_frame_id=(\d+)", hlo, re.M):
-        counts[source(line.group(1))] += 1
+        if " fusion(" in line.group(0):
+            continue  # a call of a fused computation, whose instructions are counted themselves
+        counts[source(int(line.group(1)))] += 1
         random_ops += bool(RANDOM_OPS.search(line.group(0)))
     return counts, random_ops
 
@@ -96,7 +105,7 @@ def program(part: str, trainer, algo, key: jax.Array) -> tuple[Any, tuple]:
 
         return jax.jit(env_rollout), (state.env_state, key)
     physics = env.env.physics  # the WildRobot env inside the batch wrapper
-    steps, substeps = physics_steps(trainer.cfg.env.sim.substeps), trainer.cfg.env.sim.substeps
+    steps = physics_steps(trainer.cfg.env.sim.substeps)
     one_data = jax.eval_shape(lambda: physics.home_data)
     one_ctrl = jax.ShapeDtypeStruct((physics.mj_model.nu,), np.float32)
     if part == "physics-one":
@@ -117,6 +126,8 @@ def main() -> None:
                    help="also list the N sources with the most instructions in the compiled program")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = p.parse_args()
+    if args.run and args.part != "chunk":
+        p.error("--run times the trainer's chunk: use it with --part chunk")
     configure_jax()
     jax.config.update("jax_enable_compilation_cache", False)
 
@@ -149,7 +160,7 @@ def main() -> None:
                 print(f"  {100 * n / total:5.1f} %  {name}")
             figures += f" instructions={total} mjx_pct={100 * counts['mujoco.mjx'] / total:.1f} " \
                        f"random_pct={100 * random_ops / total:.1f}"
-        if args.run and args.part == "chunk":
+        if args.run:
             carry = jax.jit(algo.init)(key)
             length = np.int32(args.log_every)
             carry, _ = compiled(carry, length)

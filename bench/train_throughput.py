@@ -50,6 +50,8 @@ def main() -> None:
     p.add_argument("--log-every", type=int, default=2, help="iterations per chunk")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. algo.policy.hidden_sizes=[512,256,128]")
     args = p.parse_args()
+    if args.chunks * args.log_every < 2:
+        p.error("run at least 2 iterations (--chunks x --log-every): the first one is not timed")
     configure_jax()
 
     iterations = args.chunks * args.log_every  # chunks of 1, log_every - 1, then log_every iterations

@@ -63,6 +63,21 @@ def test_resume_matches_uninterrupted_run_bit_for_bit(ppo_runs):
     assert_trees_equal(a, b)
 
 
+def test_resume_from_an_iteration_off_the_log_grid_returns_to_it_and_matches(ppo_runs, tmp_path):
+    """A run stopped after its one-iteration first chunk resumes with a chunk up to log_every."""
+    root, full = ppo_runs
+    cadence = ["trainer.log_every=2", "trainer.checkpoint_every=2", "trainer.eval_every=2"]
+    assert make_trainer(TINY_PPO + cadence + ["trainer.iterations=1"], tmp_path / "one").run() == 0
+    resumed = make_trainer(TINY_PPO + cadence + ["trainer.iterations=4", f"trainer.resume={tmp_path / 'one'}"],
+                           tmp_path / "hydra")
+    assert resumed.run() == 0
+    assert resumed.chunk_iterations == [1, 2]  # iterations 2, then 3-4
+    a, _, _ = restore_latest(root / "full", full)
+    b, _, step = restore_latest(tmp_path / "one", full)
+    assert step == 4
+    assert_trees_equal(a, b)
+
+
 def test_tensorboard_is_readable_and_continuous_across_resume(ppo_runs):
     root, _ = ppo_runs
     full, part = read_scalars(root / "full" / "tensorboard"), read_scalars(root / "part" / "tensorboard")

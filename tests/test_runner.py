@@ -79,12 +79,15 @@ def test_a_short_chunk_runs_only_its_iterations_and_continues_exactly(tmp_path):
     trainer = make_trainer(TINY_PPO + ["trainer.log_every=4", "trainer.checkpoint_every=0", "trainer.eval_every=0"],
                            tmp_path / "run")
     algo = trainer.make_algorithm(make_env(trainer.cfg.env))
+    iteration_traces = []
+    iteration = algo.iteration
+    algo.iteration = lambda c: (iteration_traces.append(1), iteration(c))[1]
     chunk = jax.jit(trainer._make_chunk(algo))
     start = algo.init(jax.random.key(0))
     whole, whole_metrics = chunk(start, np.int32(3))
     first, first_metrics = chunk(start, np.int32(1))
     split, split_metrics = chunk(first, np.int32(2))
-    assert trainer.trace_count == 1
+    assert trainer.trace_count == 1 and len(iteration_traces) == 1  # the cond's branch and its shapes share one
     for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(split)):
         if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
             a, b = jax.random.key_data(a), jax.random.key_data(b)

@@ -189,7 +189,7 @@ class Trainer:
         self.search_root = Path(search_root or Path.cwd()).absolute()
         self.trace_count = 0  # how often the chunk function was traced (1 = compiled once)
         self.final_metrics: dict[str, float] = {}
-        self.chunk_seconds: list[float] = []  # wall time of each chunk, the first includes compilation
+        self.chunk_seconds: list[float] = []  # wall time of each chunk (on resume the first includes compiling)
         self.chunk_iterations: list[int] = []  # iterations in each chunk (a new run's first has one)
         self.seconds_to_first_chunk = math.nan  # from run() start: env build, init, compile, the first chunk
 
@@ -314,7 +314,7 @@ class Trainer:
                     tb.scalars(metrics, self.global_step(algo, it))
                     bar.update(n * (steps_per_it or 1))
                     bar.write(self._summary_line(it, algo, metrics))
-                    if len(self.chunk_seconds) == 2 and it < t.iterations:  # the first chunk included compiling
+                    if len(self.chunk_seconds) == 2 and it < t.iterations:  # the first: one iteration, or compiling
                         left = (t.iterations - it) / n * self.chunk_seconds[-1]
                         evals = (t.iterations // t.eval_every - it // t.eval_every) if t.eval_every else 0
                         bar.write(f"expected time to finish: {left / 60:.1f} min at the current rate"
@@ -351,12 +351,13 @@ class Trainer:
 
         def chunk(carry, n):
             self.trace_count += 1  # runs only while tracing
-            metric_shapes = jax.eval_shape(iteration, carry)[1]
-
-            def skip(c):
-                return c, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shapes)
 
             def step(c, i):
+                metric_shapes = jax.eval_shape(iteration, c)[1]
+
+                def skip(c):
+                    return c, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shapes)
+
                 return jax.lax.cond(i < n, iteration, skip, c)
 
             return jax.lax.scan(step, carry, jnp.arange(length))
@@ -384,7 +385,8 @@ class Trainer:
         where = (f"the CPU ({os.cpu_count()} cores)" if device.platform == "cpu"
                  else f"{jax.device_count()} x {device.device_kind}")
         line = (f"Training {self.cfg.algo.name} on {self.cfg.env.name}: {what}, from iteration {start}; "
-                f"chunks of {t.log_every} iterations; on {where}; output in {self.run_dir}")
+                f"chunks of {t.log_every} iterations{' (the first: 1)' if start == 0 and t.log_every > 1 else ''}; "
+                f"on {where}; output in {self.run_dir}")
         if device.platform == "cpu" and spi and t.num_envs >= GPU_SIZED_ENVS:
             line += (f"\nNote: {t.num_envs} envs is a GPU-sized batch, but JAX sees only the CPU. For an NVIDIA "
                      "GPU, run with the CUDA build of JAX: uv run --extra cuda12 run.py ... (or --extra cuda13).")
