@@ -113,3 +113,15 @@ def test_chunks_start_with_one_iteration_and_end_at_the_budget(tmp_path):
     assert [s for s, _ in read_scalars(tmp_path / "run" / "tensorboard")["param_w_mean"]] == [1, 3, 6, 7]
     saved = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints" / "latest").iterdir() if p.name.isdigit())
     assert saved == [3, 6, 7]
+
+
+def test_the_compiling_line_ticks_while_the_main_thread_waits(capsys):
+    from wildrobot.train.runner import ElapsedLine
+
+    with ElapsedLine("compiling", enabled=True):
+        time.sleep(2.3)  # the main thread blocked, as in a wait for XLA
+    err = capsys.readouterr().err
+    assert "compiling: 00:01" in err and "compiling: 00:02" in err
+    with ElapsedLine("compiling", enabled=False):
+        time.sleep(1.2)
+    assert "compiling" not in capsys.readouterr().err

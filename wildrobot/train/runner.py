@@ -116,6 +116,28 @@ class BackgroundCompile:
         self._finished.wait()
 
 
+class ElapsedLine:
+    """A status line whose elapsed time ticks once a second while the main thread waits (for
+    XLA: a first run compiles for a minute or more on a laptop CPU, and should not look hung)."""
+
+    def __init__(self, desc: str, enabled: bool):
+        self._bar = tqdm(desc=desc, bar_format="{desc}: {elapsed}", disable=not enabled, file=sys.stderr)
+        self._stop = threading.Event()
+        if enabled:
+            threading.Thread(target=self._tick, name="elapsed", daemon=True).start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self._bar.refresh()
+
+    def __enter__(self) -> "ElapsedLine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._bar.close()
+
+
 def resolve_resume(spec: str, search_root: Path, current_run_dir: Path,
                    option: str = "trainer.resume") -> tuple[Path, Optional[int], str]:
     """``trainer.resume`` (or another ``option`` naming a run) -> (run dir, step or None for the
@@ -245,9 +267,10 @@ class Trainer:
             # and runs (on a cold compilation cache these are a first run's two longest waits).
             compiling = BackgroundCompile(chunk_jit, jax.eval_shape(algo.init, key), CHUNK_LENGTH)
             try:
-                carry = jax.jit(algo.init)(key)
-                release_freed_memory()
-                chunk_fn = compiling.result()
+                with ElapsedLine("compiling", enabled=t.progress and jax.process_index() == 0):
+                    carry = jax.jit(algo.init)(key)
+                    release_freed_memory()
+                    chunk_fn = compiling.result()
             except KeyboardInterrupt:
                 print("Stopped by SIGINT while compiling (nothing trained yet, nothing to save); "
                       "exiting when the compiler returns ...", flush=True)
