@@ -366,7 +366,7 @@ class Trainer:
         """``chunk(carry, n) -> (carry, metrics)``: ``n`` (1..log_every) iterations in one program.
         ``n`` is an argument, not a constant, so chunks of every length share one compilation; the
         scan runs log_every steps and the ones past ``n`` pass the carry through (``lax.cond``
-        runs one branch: skipping costs nothing) with zero metrics, which the runner drops."""
+        runs one branch, so they do no work) with zero metrics, which the runner drops."""
         length = self.cfg.trainer.log_every
 
         # jitted, so that asking for its metrics' shapes and the cond's branch share one trace
