@@ -41,6 +41,23 @@ def paired_ratio(times: dict[str, list[float]], slow: str, fast: str) -> float:
     return float(statistics.median(f / s for s, f in zip(times[slow], times[fast])))
 
 
+def random_actions(key: jax.Array, n: int, action_size: int) -> jax.Array:
+    """n uniform actions in [-1, 1]: what the benchmarks step envs with."""
+    return jax.random.uniform(key, (n, action_size), minval=-1.0, maxval=1.0)
+
+
+def random_action_rollout(batched_env, length: int):
+    """``(env_state, key) -> env_state``: ``length`` steps of a batched env (auto-reset included)
+    with ``random_actions`` drawn from ``jax.random.split(key, length)``; jit it to time it."""
+    def rollout(state, key):
+        def step(s, k):
+            return batched_env.step(s, random_actions(k, s.reward.shape[0], batched_env.action_size)), None
+
+        return jax.lax.scan(step, state, jax.random.split(key, length))[0]
+
+    return rollout
+
+
 def bare_physics_rollout(model: mjx.Model, substeps: int):
     """A jitted ``(data, ctrl[T, n, nu]) -> data``: T control steps of ``substeps`` bare ``mjx.step``
     calls for a batch of n, batched as the env's physics is (``physics_steps``: chunks on CPU), and

@@ -30,6 +30,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from common import random_action_rollout
 
 import wildrobot
 from wildrobot.config import load_config
@@ -95,15 +96,7 @@ def program(part: str, trainer, algo, key: jax.Array) -> tuple[Any, tuple]:
         return jax.jit(algo.update), (state, traj, key)
     env = algo.env
     if part == "env":
-        shape = (trainer.cfg.trainer.num_envs, env.action_size)
-
-        def env_rollout(env_state, k):
-            def step(s, k_):
-                return env.step(s, jax.random.uniform(k_, shape, minval=-1.0, maxval=1.0)), None
-
-            return jax.lax.scan(step, env_state, jax.random.split(k, trainer.cfg.algo.unroll_length))[0]
-
-        return jax.jit(env_rollout), (state.env_state, key)
+        return jax.jit(random_action_rollout(env, trainer.cfg.algo.unroll_length)), (state.env_state, key)
     physics = env.env.physics  # the WildRobot env inside the batch wrapper
     steps = physics_steps(trainer.cfg.env.sim.substeps)
     one_data = jax.eval_shape(lambda: physics.home_data)

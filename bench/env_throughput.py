@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import jax
 import jax.numpy as jnp
-from common import bare_physics_rollout, paired_ratio, timed_rounds
+from common import bare_physics_rollout, paired_ratio, random_action_rollout, random_actions, timed_rounds
 
 from wildrobot.envs.wildrobot import WildRobotEnv
 from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
@@ -47,17 +47,8 @@ def main() -> None:
     batched = wrap_for_training(env)
     phys, substeps, T = env.physics, cfg.sim.substeps, args.steps
 
-    step_batch = batched.step  # as in training: physics in chunks on CPU (physics.vmap_in_chunks)
-
-    def random_actions(key, n):
-        return jax.random.uniform(key, (n, env.action_size), minval=-1.0, maxval=1.0)
-
-    @jax.jit
-    def env_rollout(state, key):
-        def body(s, k):
-            return step_batch(s, random_actions(k, s.reward.shape[0])), None
-
-        return jax.lax.scan(body, state, jax.random.split(key, T))[0]
+    # as in training: physics in chunks on CPU (physics.vmap_in_chunks)
+    env_rollout = jax.jit(random_action_rollout(batched, T))
 
     bare_rollout = bare_physics_rollout(phys.model, substeps)
 
@@ -71,7 +62,7 @@ def main() -> None:
         state = reset(jax.random.split(jax.random.key(0), n))
         key = jax.random.key(1)
         # the env_rollout's own actions (same keys, same draws) as servo targets
-        actions = jax.vmap(lambda k: random_actions(k, n))(jax.random.split(key, T))
+        actions = jax.vmap(lambda k: random_actions(k, n, env.action_size))(jax.random.split(key, T))
         walk_ctrl = env.servo_targets(actions)
         home_data = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), phys.home_data)
         home_ctrl = jnp.broadcast_to(jnp.asarray(env.desc.home), (T, n, env.action_size))

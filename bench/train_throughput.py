@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
+from common import random_action_rollout
 
 from wildrobot.config import load_config
 from wildrobot.dispatch import trainer_class
@@ -77,13 +77,7 @@ def main() -> None:
     env = algo.env
     state = algo.init(jax.random.key(0))
 
-    @jax.jit
-    def env_only(env_state, key):
-        def step(s, k):
-            action = jax.random.uniform(k, (args.num_envs, env.action_size), minval=-1.0, maxval=1.0)
-            return env.step(s, action), None
-
-        return jax.lax.scan(step, env_state, jax.random.split(key, a.unroll_length))[0]
+    env_only = jax.jit(random_action_rollout(env, a.unroll_length))
 
     env_seconds, _ = timed(env_only, state.env_state, jax.random.key(1), repeats=max(2, args.chunks))
     env_sps = samples / env_seconds

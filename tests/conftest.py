@@ -66,6 +66,19 @@ def make_trainer(overrides: list[str], run_dir: Path):
     return trainer_class(cfg)(cfg, run_dir, search_root=run_dir.parent)
 
 
+def assert_trees_equal(a, b):
+    """Bit-for-bit equal pytrees (typed PRNG keys compared by their data)."""
+    import jax
+    import numpy as np
+
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        if jax.numpy.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 def restore_latest(run_dir: Path, trainer, step=None):
     """The carry saved under ``run_dir`` (newest or ``step``), restored onto the trainer's init."""
     import jax

@@ -10,18 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import TINY_PPO, make_trainer, restore_latest
+from conftest import TINY_PPO, assert_trees_equal, make_trainer, restore_latest
 from wildrobot.train.checkpoint import Checkpointer, CheckpointError
 from wildrobot.train.logging import read_scalars
-
-
-def assert_trees_equal(a, b):
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for x, y in zip(la, lb):
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x, y = jax.random.key_data(x), jax.random.key_data(y)
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_round_trip_keeps_optax_state_and_typed_key(tmp_path):

@@ -73,7 +73,7 @@ def test_a_short_chunk_runs_only_its_iterations_and_continues_exactly(tmp_path):
     """The chunk program (4 iterations) takes its length as an argument: chunks of 1 then 2
     iterations give the state and per-iteration metrics of one chunk of 3, and skipped iterations
     leave the state alone."""
-    from conftest import TINY_PPO, make_trainer
+    from conftest import TINY_PPO, assert_trees_equal, make_trainer
     from wildrobot.envs.factory import make_env
 
     trainer = make_trainer(TINY_PPO + ["trainer.log_every=4", "trainer.checkpoint_every=0", "trainer.eval_every=0"],
@@ -88,18 +88,13 @@ def test_a_short_chunk_runs_only_its_iterations_and_continues_exactly(tmp_path):
     first, first_metrics = chunk(start, np.int32(1))
     split, split_metrics = chunk(first, np.int32(2))
     assert trainer.trace_count == 1 and len(iteration_traces) == 1  # the cond's branch and its shapes share one
-    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(split)):
-        if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
-            a, b = jax.random.key_data(a), jax.random.key_data(b)
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_trees_equal(whole, split)
     for key, rows in whole_metrics.items():
         np.testing.assert_array_equal(rows[:1], first_metrics[key][:1])
         np.testing.assert_array_equal(rows[1:3], split_metrics[key][:2])
         assert not np.any(first_metrics[key][1:])  # skipped: zeros, which the runner drops
     skipped, _ = chunk(first, np.int32(0))
-    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(skipped)):
-        if not jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_trees_equal(first, skipped)
 
 
 def test_chunks_start_with_one_iteration_and_end_at_the_budget(tmp_path):
