@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -49,6 +50,25 @@ def test_table_has_a_row_per_command_and_an_overall_row(stub_loaded):
     table = format_table(res)
     assert "+0.10 +0.20" in table and "+0.30 +0.40" in table and "overall" in table
     assert "falls %" in table and "velocity err" in table and "tracking" in table
+
+
+def test_actions_held_at_their_limit_are_counted_per_joint(stub_loaded):
+    """A policy whose first action is always past +1 (clipped) and whose second is always 0."""
+    policy = jax.tree.map(np.asarray, stub_loaded.state.params["policy"])
+    last = sorted(policy["params"], key=lambda name: int(name.rsplit("_", 1)[1]))[-1]
+    policy["params"][last]["kernel"] = np.zeros_like(policy["params"][last]["kernel"])
+    policy["params"][last]["bias"] = np.array([5.0, 0.0], np.float32)
+    params = {**stub_loaded.state.params, "policy": policy}
+    pinned = dataclasses.replace(stub_loaded, state=stub_loaded.state.replace(params=params))
+    res = evaluate_policy(pinned, np.array([[0.1, 0.2], [0.3, 0.4]]), episodes=2)
+    assert res.actions_at_limit == ["action_at_limit/a0", "action_at_limit/a1"]
+    np.testing.assert_array_equal(res.per_episode["action_at_limit/a0"], np.ones((2, 2)))
+    np.testing.assert_array_equal(res.per_episode["action_at_limit/a1"], np.zeros((2, 2)))
+    table = format_table(res)
+    assert "Actions at their limit" in table
+    [row] = [line for line in table.splitlines() if line.startswith("a0 ")]
+    assert row.split()[1:] == ["100.0"] * 3  # both commands and overall
+    assert not any(line.startswith("a1 ") for line in table.splitlines())  # never at its limit: not listed
 
 
 def test_eval_cli_prints_the_table_and_says_why_there_is_no_video(tmp_path_factory, tmp_path):

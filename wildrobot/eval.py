@@ -9,7 +9,7 @@ Evaluation switches domain randomisation, pushes and sensor noise off, fixes one
 episode (no resampling), runs the deterministic policy on one env per (command, episode) in one
 jitted batch for the full episode length, and reports per command and overall: return, length,
 falls, tracking errors and mean velocities, every reward term's episode sum (and ``imitation/*``
-metrics when the env reports them). ``evaluate_policy`` is the reusable part (benchmarks call it directly).
+metrics when the env reports them), and the joints whose action the policy holds at its limit. ``evaluate_policy`` is the reusable part (benchmarks call it directly).
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ COMMAND_LABELS: dict[str, tuple[str, ...]] = {"wildrobot": ("vx", "vy", "yaw"), 
 # Metrics accumulated per episode: sums for reward terms, per-step means for the others.
 SUMMED_PREFIXES = ("reward/",)
 AVERAGED_PREFIXES = ("tracking/", "velocity/", "imitation/")
+# Share of an episode's steps on which an action component sat at its limit (|a| = 1): a joint
+# that the policy keeps there needs a larger action scale (or the task asks more than it can give).
+AT_LIMIT_PREFIX = "action_at_limit/"
+AT_LIMIT_REPORTED = 0.05  # the table lists joints at their limit on at least this share of some command's steps
 
 USAGE = """usage: python -m wildrobot.eval run=<run dir or checkpoint> [key=value ...]
   run=PATH            a run directory (with checkpoints/), its checkpoints/ folder, or one
@@ -74,6 +78,10 @@ class EvalResults:
     @property
     def averaged(self) -> list[str]:
         return [k for k in self.per_episode if k.startswith(AVERAGED_PREFIXES)]
+
+    @property
+    def actions_at_limit(self) -> list[str]:
+        return [k for k in self.per_episode if k.startswith(AT_LIMIT_PREFIX)]
 
     def per_command(self) -> dict[str, np.ndarray]:
         return {k: v.mean(axis=1) for k, v in self.per_episode.items()}
@@ -156,7 +164,8 @@ def evaluate_policy(loaded: Any, commands: Optional[np.ndarray] = None, episodes
         state = jax.vmap(env.set_command)(state, cmds)
         keep = [k for k in state.metrics if k.startswith(SUMMED_PREFIXES + AVERAGED_PREFIXES)]
         zeros = jnp.zeros(keys.shape[0])
-        totals = {"return": zeros, "length": zeros, "fall": zeros, **{k: zeros for k in keep}}
+        totals = {"return": zeros, "length": zeros, "fall": zeros, **{k: zeros for k in keep},
+                  "at_limit": jnp.zeros((keys.shape[0], env.action_size))}
 
         def one_step(carry, _):
             state, alive, totals = carry
@@ -167,6 +176,7 @@ def evaluate_policy(loaded: Any, commands: Optional[np.ndarray] = None, episodes
                 "length": totals["length"] + alive,
                 "fall": totals["fall"] + alive * nxt.done,  # the env's own done is a termination
                 **{k: totals[k] + alive * nxt.metrics[k] for k in keep},
+                "at_limit": totals["at_limit"] + alive[:, None] * (jnp.abs(action) >= 1.0),
             }
             frame = (nxt.data.qpos[recorded], nxt.data.qvel[recorded], alive[recorded]) if record else None
             return (nxt, alive * (1.0 - nxt.done), totals), frame
@@ -177,7 +187,9 @@ def evaluate_policy(loaded: Any, commands: Optional[np.ndarray] = None, episodes
 
     keys = jax.random.split(key, n_cmd * episodes)
     totals, first, frames = jax.jit(rollout)(loaded.state.params, loaded.state.obs_stats, keys, batch_commands)
-    totals = {k: np.asarray(v, np.float64).reshape(n_cmd, episodes) for k, v in jax.device_get(totals).items()}
+    totals = jax.device_get(totals)
+    at_limit = np.asarray(totals.pop("at_limit"), np.float64).reshape(n_cmd, episodes, -1)
+    totals = {k: np.asarray(v, np.float64).reshape(n_cmd, episodes) for k, v in totals.items()}
     length = np.maximum(totals["length"], 1.0)
     per_episode = {"return": totals["return"], "length": totals["length"], "fall": totals["fall"]}
     for k in sorted(totals):
@@ -186,6 +198,8 @@ def evaluate_policy(loaded: Any, commands: Optional[np.ndarray] = None, episodes
     for k in sorted(totals):
         if k.startswith(SUMMED_PREFIXES):
             per_episode[k] = totals[k]
+    for j, name in enumerate(env.action_names):
+        per_episode[AT_LIMIT_PREFIX + name] = at_limit[..., j] / length
     recording = None
     if record:
         first, frames = jax.device_get((first, frames))
@@ -243,15 +257,31 @@ def format_table(res: EvalResults) -> str:
     lines.append("-" * len(head))
     lines.append(row("", "overall", ov))
     if res.reward_terms:
-        lines.append("")
-        lines.append("Reward terms: episode sums (mean over episodes), per command # and overall")
-        term_w = max(len(t) for t in res.reward_terms) - len("reward/") + 2
-        head2 = f"{'term':<{term_w}}" + "".join(f"{'#' + str(i + 1):>8}" for i in range(len(res.commands))) + f"{'overall':>9}"
-        lines.append(head2)
-        lines.append("-" * len(head2))
-        for t in res.reward_terms:
-            lines.append(f"{t[len('reward/'):]:<{term_w}}" + "".join(_fmt(v) for v in pc[t]) + _fmt(ov[t], 9))
+        lines += ["", "Reward terms: episode sums (mean over episodes), per command # and overall"]
+        lines += _per_command_rows("term", res.reward_terms, pc, ov)
+    if res.actions_at_limit:
+        shown = [k for k in res.actions_at_limit if pc[k].max() >= AT_LIMIT_REPORTED]
+        share = f"{100 * AT_LIMIT_REPORTED:.0f} %"
+        if shown:
+            lines += ["", f"Actions at their limit (% of steps with |action| = 1), per command # and overall; "
+                          f"joints at it on >= {share} of some command's steps"]
+            lines += _per_command_rows("joint", shown, pc, ov, percent=True)
+        else:
+            lines += ["", f"Actions at their limit: no joint on >= {share} of any command's steps"]
     return "\n".join(lines)
+
+
+def _per_command_rows(label: str, keys: list[str], pc: dict[str, np.ndarray], ov: dict[str, float],
+                      percent: bool = False) -> list[str]:
+    """A header and one row per metric (named without its prefix): a column per command, then overall."""
+    cell = (lambda x, w=8: f"{100.0 * x:>{w}.1f}") if percent else _fmt
+    names = [key.split("/", 1)[1] for key in keys]
+    name_w = max(len(label), *(len(n) for n in names)) + 2
+    head = f"{label:<{name_w}}" + "".join(f"{'#' + str(i + 1):>8}" for i in range(len(pc[keys[0]]))) + f"{'overall':>9}"
+    rows = [head, "-" * len(head)]
+    for key, name in zip(keys, names):
+        rows.append(f"{name:<{name_w}}" + "".join(cell(v) for v in pc[key]) + cell(ov[key], 9))
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------

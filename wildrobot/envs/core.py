@@ -82,6 +82,11 @@ class Env(abc.ABC):
         """Control period in seconds."""
 
     @property
+    def action_names(self) -> tuple[str, ...]:
+        """A name per action component, for reports (WildRobot: its joints in actuator order)."""
+        return tuple(f"a{i}" for i in range(self.action_size))
+
+    @property
     def episode_length(self) -> int:
         """Control steps before truncation (used by the episode wrapper)."""
         return 1000

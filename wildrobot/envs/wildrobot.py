@@ -86,6 +86,10 @@ class WildRobotEnv(Env):
         return self._n
 
     @property
+    def action_names(self) -> tuple[str, ...]:
+        return self.desc.joint_names
+
+    @property
     def dt(self) -> float:
         return self._dt
 
