@@ -8,10 +8,16 @@
 2. the env alone: the same batched env (auto-reset included) stepped with random actions;
 3. the PPO update alone (GAE + epochs of minibatches) on one rollout of the same size.
 
+The order is trainer (the first run: compile time and peak memory), parts, trainer again (a
+second run, its programs from the compilation cache), parts again. The overhead compares the
+second trainer run with the mean of the parts timed just before and just after it, so a shared
+machine that speeds up or slows down over the minutes of the benchmark moves both sides alike.
+
 ``overhead = trainer rate / (1 / (1/env rate + 1/update rate))``, per sample: 1.0 means the
 trainer adds nothing to the serial sum of its parts. Also: trainer rate / env rate, peak resident
-memory after the training phase, and the time from start to the end of the first iteration
-(env build, init, compile, one iteration). The last line holds the headline figures as name=value pairs.
+memory after the first training run, and the time from start to the end of the first iteration
+(env build, init, compile, one iteration) of the first run. The last line holds the headline
+figures as name=value pairs.
 """
 
 from __future__ import annotations
@@ -42,6 +48,18 @@ def timed(fn, *args, repeats: int):
     return (time.perf_counter() - start) / repeats, out
 
 
+def run_trainer(cfg):
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = trainer_class(cfg)(cfg, Path(tmp) / "run")
+        assert trainer.run() == 0
+    return trainer
+
+
+def trainer_rate(trainer, samples_per_iteration: int) -> float:
+    """Env steps per second over every chunk after the first (one iteration, right after compiling)."""
+    return sum(trainer.chunk_iterations[1:]) * samples_per_iteration / sum(trainer.chunk_seconds[1:])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="wildrobot")
@@ -62,36 +80,43 @@ def main() -> None:
     print(f"device={jax.devices()[0].device_kind} env={args.env} num_envs={args.num_envs} unroll={a.unroll_length} "
           f"epochs={a.num_epochs} minibatches={a.num_minibatches} policy={a.policy.hidden_sizes} value={a.value.hidden_sizes}")
 
-    # 1. the trainer, end to end
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = trainer_class(cfg)(cfg, Path(tmp) / "run")
-        assert trainer.run() == 0
     samples = args.num_envs * a.unroll_length
-    # every chunk after the first (one iteration, run right after compiling)
-    trainer_sps = sum(trainer.chunk_iterations[1:]) * samples / sum(trainer.chunk_seconds[1:])
+
+    # 1. the trainer, end to end: a new run, compiling (first iteration and peak memory)
+    first_run = run_trainer(cfg)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    first_s = trainer.seconds_to_first_chunk
+    first_s = first_run.seconds_to_first_chunk
 
-    # 2. the env alone, same batch, same wrapper, random actions
-    algo = trainer.make_algorithm(make_env(cfg.env))
-    env = algo.env
+    # 2. the env alone (same batch, same wrapper, random actions) and 3. the update alone (on one
+    # real rollout), each timed before and after a second trainer run
+    algo = first_run.make_algorithm(make_env(cfg.env))
     state = algo.init(jax.random.key(0))
-
-    env_only = jax.jit(random_action_rollout(env, a.unroll_length))
-
-    env_seconds, _ = timed(env_only, state.env_state, jax.random.key(1), repeats=max(2, args.chunks))
-    env_sps = samples / env_seconds
-
-    # 3. the PPO update alone, on one real rollout
+    env_only = jax.jit(random_action_rollout(algo.env, a.unroll_length))
     _, traj, _ = jax.jit(algo.rollout)(state, jax.random.key(2))
     update = jax.jit(algo.update)
-    update_seconds, _ = timed(update, state, traj, jax.random.key(3), repeats=max(2, args.chunks))
-    update_sps = samples / update_seconds
+    repeats = max(2, args.chunks)
 
+    def time_parts() -> tuple[float, float]:
+        env_seconds, _ = timed(env_only, state.env_state, jax.random.key(1), repeats=repeats)
+        update_seconds, _ = timed(update, state, traj, jax.random.key(3), repeats=repeats)
+        return env_seconds, update_seconds
+
+    before = time_parts()
+    second_run = run_trainer(cfg)
+    after = time_parts()
+
+    env_sps, update_sps = (samples / (0.5 * (b + c)) for b, c in zip(before, after))
+    trainer_sps = trainer_rate(second_run, samples)
     serial = 1.0 / (1.0 / env_sps + 1.0 / update_sps)
     overhead = trainer_sps / serial
-    print(f"trainer {trainer_sps:,.0f} steps/s | env alone {env_sps:,.0f} | update alone {update_sps:,.0f} samples/s "
-          f"({update_seconds:.3f} s per update of {samples} samples) | serial sum of parts {serial:,.0f}")
+    first_sps = trainer_rate(first_run, samples)
+    first_serial = 1.0 / (1.0 / (samples / before[0]) + 1.0 / (samples / before[1]))
+    print(f"first run (compiling): trainer {first_sps:,.0f} steps/s, overhead {first_sps / first_serial:.3f} "
+          f"against the parts timed after it")
+    print(f"second run: trainer {trainer_sps:,.0f} steps/s | env alone {samples / before[0]:,.0f} before, "
+          f"{samples / after[0]:,.0f} after | update alone {samples / before[1]:,.0f} before, "
+          f"{samples / after[1]:,.0f} after samples/s ({0.5 * (before[1] + after[1]):.3f} s per update of "
+          f"{samples} samples) | serial sum of parts {serial:,.0f}")
     print(f"overhead={overhead:.3f} trainer_vs_env={trainer_sps / env_sps:.3f} trainer_sps={trainer_sps:.0f} "
           f"env_sps={env_sps:.0f} update_sps={update_sps:.0f} peak_rss_mb={peak_rss_mb:.0f} "
           f"first_iteration_s={first_s:.1f}")
