@@ -62,6 +62,7 @@ def test_actions_held_at_their_limit_are_counted_per_joint(stub_loaded):
     pinned = dataclasses.replace(stub_loaded, state=stub_loaded.state.replace(params=params))
     res = evaluate_policy(pinned, np.array([[0.1, 0.2], [0.3, 0.4]]), episodes=2)
     assert res.actions_at_limit == ["action_at_limit/a0", "action_at_limit/a1"]
+    assert (res.env_name, res.labels) == ("stub", ("vx", "vy"))
     np.testing.assert_array_equal(res.per_episode["action_at_limit/a0"], np.ones((2, 2)))
     np.testing.assert_array_equal(res.per_episode["action_at_limit/a1"], np.zeros((2, 2)))
     table = format_table(res)

@@ -198,8 +198,8 @@ def evaluate_policy(loaded: Any, commands: Optional[np.ndarray] = None, episodes
     for k in sorted(totals):
         if k.startswith(SUMMED_PREFIXES):
             per_episode[k] = totals[k]
-    for j, name in enumerate(env.action_names):
-        per_episode[AT_LIMIT_PREFIX + name] = at_limit[..., j] / length
+    for j, joint in enumerate(env.action_names):
+        per_episode[AT_LIMIT_PREFIX + joint] = at_limit[..., j] / length
     recording = None
     if record:
         first, frames = jax.device_get((first, frames))
