@@ -105,17 +105,17 @@ def main() -> None:
     second_run = run_trainer(cfg)
     after = time_parts()
 
-    env_sps, update_sps = (samples / (0.5 * (b + c)) for b, c in zip(before, after))
+    env_seconds, update_seconds = (0.5 * (b + c) for b, c in zip(before, after))
+    env_sps, update_sps = samples / env_seconds, samples / update_seconds
     trainer_sps = trainer_rate(second_run, samples)
-    serial = 1.0 / (1.0 / env_sps + 1.0 / update_sps)
+    serial = samples / (env_seconds + update_seconds)  # per sample, the parts one after the other
     overhead = trainer_sps / serial
     first_sps = trainer_rate(first_run, samples)
-    first_serial = 1.0 / (1.0 / (samples / before[0]) + 1.0 / (samples / before[1]))
-    print(f"first run (compiling): trainer {first_sps:,.0f} steps/s, overhead {first_sps / first_serial:.3f} "
+    print(f"first run (compiling): trainer {first_sps:,.0f} steps/s, overhead {first_sps / (samples / sum(before)):.3f} "
           f"against the parts timed after it")
     print(f"second run: trainer {trainer_sps:,.0f} steps/s | env alone {samples / before[0]:,.0f} before, "
           f"{samples / after[0]:,.0f} after | update alone {samples / before[1]:,.0f} before, "
-          f"{samples / after[1]:,.0f} after samples/s ({0.5 * (before[1] + after[1]):.3f} s per update of "
+          f"{samples / after[1]:,.0f} after samples/s ({update_seconds:.3f} s per update of "
           f"{samples} samples) | serial sum of parts {serial:,.0f}")
     print(f"overhead={overhead:.3f} trainer_vs_env={trainer_sps / env_sps:.3f} trainer_sps={trainer_sps:.0f} "
           f"env_sps={env_sps:.0f} update_sps={update_sps:.0f} peak_rss_mb={peak_rss_mb:.0f} "

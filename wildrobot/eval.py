@@ -9,7 +9,8 @@ Evaluation switches domain randomisation, pushes and sensor noise off, fixes one
 episode (no resampling), runs the deterministic policy on one env per (command, episode) in one
 jitted batch for the full episode length, and reports per command and overall: return, length,
 falls, tracking errors and mean velocities, every reward term's episode sum (and ``imitation/*``
-metrics when the env reports them), and the joints whose action the policy holds at its limit. ``evaluate_policy`` is the reusable part (benchmarks call it directly).
+metrics when the env reports them), and the joints whose action the policy holds at its limit.
+``evaluate_policy`` is the reusable part (benchmarks call it directly).
 """
 
 from __future__ import annotations
