@@ -8,10 +8,11 @@
 2. the env alone: the same batched env (auto-reset included) stepped with random actions;
 3. the PPO update alone (GAE + epochs of minibatches) on one rollout of the same size.
 
-The order is trainer (the first run: compile time and peak memory), parts, trainer again (a
-second run, its programs from the compilation cache), parts again. The overhead compares the
-second trainer run with the mean of the parts timed just before and just after it, so a shared
-machine that speeds up or slows down over the minutes of the benchmark moves both sides alike.
+The order is trainer (the first run: compile time and peak memory), parts, then ``--rounds``
+times: trainer again (its programs from the compilation cache), parts again. Each round's
+overhead compares that trainer run with the mean of the parts timed just before and just after
+it, so a shared machine that speeds up or slows down over the minutes of the benchmark moves
+both sides alike; the headline is the median over rounds, and the spread is printed beside it.
 
 ``overhead = trainer rate / (1 / (1/env rate + 1/update rate))``, per sample: 1.0 means the
 trainer adds nothing to the serial sum of its parts. Also: trainer rate / env rate, peak resident
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -66,10 +68,14 @@ def main() -> None:
     p.add_argument("--num-envs", type=int, default=1024)
     p.add_argument("--chunks", type=int, default=4, help="iterations to run, in units of log_every (all but the first iteration are timed)")
     p.add_argument("--log-every", type=int, default=2, help="iterations per chunk")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="trainer runs from the compilation cache, each bracketed by timings of the parts")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. algo.policy.hidden_sizes=[512,256,128]")
     args = p.parse_args()
     if args.chunks * args.log_every < 2:
         p.error("run at least 2 iterations (--chunks x --log-every): the first one is not timed")
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     configure_jax()
 
     iterations = args.chunks * args.log_every  # chunks of 1, log_every - 1, then log_every iterations
@@ -88,7 +94,7 @@ def main() -> None:
     first_s = first_run.seconds_to_first_chunk
 
     # 2. the env alone (same batch, same wrapper, random actions) and 3. the update alone (on one
-    # real rollout), each timed before and after a second trainer run
+    # real rollout), timed before and after each of the later trainer runs
     algo = first_run.make_algorithm(make_env(cfg.env))
     state = algo.init(jax.random.key(0))
     env_only = jax.jit(random_action_rollout(algo.env, a.unroll_length))
@@ -101,23 +107,33 @@ def main() -> None:
         update_seconds, _ = timed(update, state, traj, jax.random.key(3), repeats=repeats)
         return env_seconds, update_seconds
 
-    before = time_parts()
-    second_run = run_trainer(cfg)
-    after = time_parts()
+    def serial_rate(parts: tuple[float, float]) -> float:
+        """Samples per second of the env alone and the update alone, one after the other."""
+        return samples / sum(parts)
 
-    env_seconds, update_seconds = (0.5 * (b + c) for b, c in zip(before, after))
+    parts = [time_parts()]
+    trainer_rates, overheads = [], []
+    for r in range(args.rounds):
+        trainer_rates.append(trainer_rate(run_trainer(cfg), samples))
+        parts.append(time_parts())
+        bracket = tuple(0.5 * (b + c) for b, c in zip(parts[-2], parts[-1]))
+        overheads.append(trainer_rates[-1] / serial_rate(bracket))
+        print(f"round {r + 1}: trainer {trainer_rates[-1]:,.0f} steps/s | env alone {samples / parts[-2][0]:,.0f} "
+              f"before, {samples / parts[-1][0]:,.0f} after | update alone {samples / parts[-2][1]:,.0f} before, "
+              f"{samples / parts[-1][1]:,.0f} after samples/s | overhead {overheads[-1]:.3f}", flush=True)
+
+    env_seconds = statistics.mean(e for e, _ in parts)
+    update_seconds = statistics.mean(u for _, u in parts)
     env_sps, update_sps = samples / env_seconds, samples / update_seconds
-    trainer_sps = trainer_rate(second_run, samples)
-    serial = samples / (env_seconds + update_seconds)  # per sample, the parts one after the other
-    overhead = trainer_sps / serial
+    trainer_sps = statistics.median(trainer_rates)
+    overhead = statistics.median(overheads)
     first_sps = trainer_rate(first_run, samples)
-    print(f"first run (compiling): trainer {first_sps:,.0f} steps/s, overhead {first_sps / (samples / sum(before)):.3f} "
+    print(f"first run (compiling): trainer {first_sps:,.0f} steps/s, overhead {first_sps / serial_rate(parts[0]):.3f} "
           f"against the parts timed after it")
-    print(f"second run: trainer {trainer_sps:,.0f} steps/s | env alone {samples / before[0]:,.0f} before, "
-          f"{samples / after[0]:,.0f} after | update alone {samples / before[1]:,.0f} before, "
-          f"{samples / after[1]:,.0f} after samples/s ({update_seconds:.3f} s per update of "
-          f"{samples} samples) | serial sum of parts {serial:,.0f}")
-    print(f"overhead={overhead:.3f} trainer_vs_env={trainer_sps / env_sps:.3f} trainer_sps={trainer_sps:.0f} "
+    print(f"{args.rounds} rounds: overhead median {overhead:.3f}, from {min(overheads):.3f} to {max(overheads):.3f}; "
+          f"{update_seconds:.3f} s per update of {samples} samples")
+    print(f"overhead={overhead:.3f} overhead_min={min(overheads):.3f} overhead_max={max(overheads):.3f} "
+          f"trainer_vs_env={trainer_sps / env_sps:.3f} trainer_sps={trainer_sps:.0f} "
           f"env_sps={env_sps:.0f} update_sps={update_sps:.0f} peak_rss_mb={peak_rss_mb:.0f} "
           f"first_iteration_s={first_s:.1f}")
     sys.stdout.flush()

@@ -59,7 +59,9 @@ class RewardConfig:
     tracking_sigma: float = 0.1  # exp(-|v_err|^2 / sigma), (m/s)^2
     tracking_sigma_yaw: float = 0.2  # (rad/s)^2
     base_height_target: Optional[float] = None  # m; None = root height at the home keyframe
-    soft_limit_fraction: float = 0.9  # joint_limits penalises leaving this share of the range
+    # joint_limits penalises leaving this share of each range, centred (MuJoCo Playground's 0.95): 0.9
+    # halved the 10 deg of hip-roll adduction that turning uses (docs/environment.md)
+    soft_limit_fraction: float = 0.95
     air_time_min: float = 0.15  # s; touchdowns after a shorter swing are penalised
     air_time_max: float = 0.4  # s; longer swings earn no more
     swing_height: float = 0.04  # m; peak sole height of the gait clock's swing (feet_phase)
