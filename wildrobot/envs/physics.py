@@ -1,13 +1,13 @@
-"""The narrow seam between the env and the physics engine (MJX here).
+"""The narrow seam between the env and the physics engine: MJX, or MuJoCo C called from the
+jitted loop (``env.sim.backend``; ``auto`` picks MuJoCo C on a CPU and MJX on a GPU).
 
 The env only ever: builds a per-episode model, sets controls and steps ``substeps`` times, and
 reads the quantities below (joint positions/velocities, base pose and velocity, IMU readings,
-foot positions/velocities and per-foot contact forces). Another backend (e.g. MuJoCo C through
-``mujoco.rollout`` called from the jitted loop) can replace this class without touching rewards,
-observations or trainers.
+foot positions/velocities and per-foot contact forces). A backend replaces ``step``, the model
+and data pytrees and the contact-force read without touching rewards, observations or trainers.
 
 Conventions: quaternions are MuJoCo's (w, x, y, z); world frame x forward, y left, z up.
-Quantities read from ``data.xmat``/``cvel``/``efc_force`` are those MuJoCo computed in the last
+Quantities read from ``data.xmat``/``cvel`` and contact forces are those MuJoCo computed in the last
 substep's forward pass, i.e. one physics step (5 ms) older than ``qpos``/``qvel``: the same
 staleness MuJoCo's own sensors have.
 """
@@ -15,9 +15,13 @@ staleness MuJoCo's own sensors have.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
-from typing import Callable, Optional
+import threading
+from types import SimpleNamespace
+from typing import Any, Callable, Optional
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import mujoco
@@ -88,8 +92,31 @@ def _id(m: mujoco.MjModel, obj: mujoco.mjtObj, name: str) -> int:
     return i
 
 
-class MjxPhysics:
-    """MJX model + index tables built once from the robot description."""
+BACKENDS = ("auto", "mjx", "mujoco")
+
+
+def resolve_backend(name: str) -> str:
+    """``auto``: MuJoCo C on the CPU backend (several times MJX's speed there, and it compiles in a
+    fraction of the time), MJX on accelerators (where the physics must stay on the device)."""
+    if name not in BACKENDS:
+        raise ValueError(f"env.sim.backend={name!r} is not one of {', '.join(BACKENDS)}")
+    if name == "auto":
+        return "mujoco" if jax.default_backend() == "cpu" else "mjx"
+    return name
+
+
+def make_physics(desc: RobotDescription, backend: str = "auto", **sim) -> "Physics":
+    return {"mjx": MjxPhysics, "mujoco": MujocoPhysics}[resolve_backend(backend)](desc, **sim)
+
+
+class Physics:
+    """What both backends share: the MuJoCo model, index tables built once from the robot
+    description, and the reads. A backend adds ``model`` (the pytree the env randomises), ``home_data``
+    (a consistent state at the home keyframe to reset from), ``step`` and ``foot_contact_forces``;
+    its data pytree has the fields the reads below use (qpos, qvel, xmat, site_xmat, site_xpos,
+    cvel, subtree_com, actuator_force) and a ``replace`` method."""
+
+    backend = ""
 
     def __init__(
         self,
@@ -99,7 +126,7 @@ class MjxPhysics:
         iterations: int | None = None,
         ls_iterations: int | None = None,
     ):
-        m = mujoco.MjModel.from_xml_path(desc.mjcf_path)
+        m = self._load(desc)
         if timestep is not None:
             m.opt.timestep = timestep
         if iterations is not None:
@@ -107,7 +134,6 @@ class MjxPhysics:
         if ls_iterations is not None:
             m.opt.ls_iterations = ls_iterations
         self.mj_model = m
-        self.model = mjx.put_model(m)
         self.desc = desc
 
         jnt = [_id(m, mujoco.mjtObj.mjOBJ_JOINT, n) for n in desc.joint_names]
@@ -143,16 +169,98 @@ class MjxPhysics:
         self.body_rootid = m.body_rootid.copy()
         self.total_mass = float(m.body_subtreemass[0])
 
-        key = _id(m, mujoco.mjtObj.mjOBJ_KEY, desc.home_keyframe)
-        self.home_qpos = m.key_qpos[key].copy()
-        # One forward pass at home gives a consistent Data to reset from (cheap reset: no
-        # physics call per episode) and tells which solver rows belong to which foot. MuJoCo C
-        # computes it (mjx.put_data keeps MJX's contact and constraint layout): compiling
-        # mjx.forward for this one call cost several seconds of every first run.
-        home = mujoco.MjData(m)
-        mujoco.mj_resetDataKeyframe(m, home, key)
-        mujoco.mj_forward(m, home)
-        self.home_data = mjx.put_data(m, home)
+        self.home_key = _id(m, mujoco.mjtObj.mjOBJ_KEY, desc.home_keyframe)
+        self.home_qpos = m.key_qpos[self.home_key].copy()
+        # One forward pass at home gives a consistent state to reset from (cheap reset: no physics
+        # call per episode), computed by MuJoCo C for both backends.
+        self.home_mjdata = mujoco.MjData(m)
+        mujoco.mj_resetDataKeyframe(m, self.home_mjdata, self.home_key)
+        mujoco.mj_forward(m, self.home_mjdata)
+
+    def _load(self, desc: RobotDescription) -> mujoco.MjModel:
+        return mujoco.MjModel.from_xml_path(desc.mjcf_path)
+
+    # -- what a backend provides -------------------------------------------------------------------
+    model: Any
+    home_data: Any
+
+    def step(self, model: Any, data: Any, ctrl: jax.Array, substeps: int, kp_scale: jax.Array | None = None) -> Any:
+        """``substeps`` physics steps towards servo targets ``ctrl``. ``kp_scale`` (per servo) scales
+        the servos' stiffness through their setpoint (``scaled_servo_setpoint``, before every
+        substep), so the actuator fields of the model stay shared by every env."""
+        raise NotImplementedError
+
+    def foot_contact_forces(self, d: Any) -> jax.Array:
+        """Normal force (N) per foot, summed over all its contacts."""
+        raise NotImplementedError
+
+    def view(self, arrays: dict[str, Any]) -> Any:
+        """Plain MuJoCo arrays (qpos, qvel, xmat, ...) as a data the reads accept, with contact
+        forces reading zero (sim-to-sim observes a C simulation through the env's own code)."""
+        raise NotImplementedError
+
+    # -- reads ------------------------------------------------------------------------------------
+    def joint_pos(self, d) -> jax.Array:
+        return d.qpos[self.qpos_idx]
+
+    def joint_vel(self, d) -> jax.Array:
+        return d.qvel[self.dof_idx]
+
+    def actuator_force(self, d) -> jax.Array:
+        return d.actuator_force
+
+    def root_pos(self, d) -> jax.Array:
+        return d.qpos[self.root_qpos : self.root_qpos + 3]
+
+    def root_quat(self, d) -> jax.Array:
+        """(w, x, y, z), world from root body."""
+        return d.qpos[self.root_qpos + 3 : self.root_qpos + 7]
+
+    def root_linvel(self, d) -> jax.Array:
+        """World-frame linear velocity of the root (MuJoCo's free joint convention)."""
+        return d.qvel[self.root_dof : self.root_dof + 3]
+
+    def root_angvel(self, d) -> jax.Array:
+        """Root angular velocity in the root's own frame (free joint convention)."""
+        return d.qvel[self.root_dof + 3 : self.root_dof + 6]
+
+    def torso_up_z(self, d) -> jax.Array:
+        """World z of the torso's z axis: 1 upright, 0 lying."""
+        return d.xmat[self.torso_body, 2, 2]
+
+    def imu_gravity(self, d) -> jax.Array:
+        """Unit gravity direction in the IMU frame (what an IMU's orientation gives)."""
+        return -d.site_xmat[self.imu_site][2, :]
+
+    def imu_gyro(self, d) -> jax.Array:
+        """Angular velocity of the IMU in its own frame, as MuJoCo's gyro sensor."""
+        return d.site_xmat[self.imu_site].T @ d.cvel[self.imu_body, :3]
+
+    def foot_pos(self, d) -> jax.Array:
+        return d.site_xpos[self.foot_sites]
+
+    def foot_vel(self, d) -> jax.Array:
+        """World linear velocity of the sole sites: v = v_c + w x (p - c) from the com-based cvel."""
+        cvel = d.cvel[self.foot_site_bodies]
+        c = d.subtree_com[self.body_rootid[self.foot_site_bodies]]
+        return cvel[:, 3:] + jnp.cross(cvel[:, :3], d.site_xpos[self.foot_sites] - c)
+
+    def is_finite(self, d) -> jax.Array:
+        return jnp.all(jnp.isfinite(d.qpos)) & jnp.all(jnp.isfinite(d.qvel))
+
+
+class MjxPhysics(Physics):
+    """MJX: the physics is part of the jitted program (on a GPU it never leaves the device)."""
+
+    backend = "mjx"
+
+    def __init__(self, desc: RobotDescription, **sim):
+        super().__init__(desc, **sim)
+        m = self.mj_model
+        self.model = mjx.put_model(m)
+        # mjx.put_data keeps MJX's contact and constraint layout: compiling mjx.forward for this
+        # one call cost several seconds of every first run.
+        self.home_data = mjx.put_data(m, self.home_mjdata)
         self.foot_efc_rows = self._foot_rows(self.home_data)
         self._steppers: dict[tuple[int, bool], Callable] = {}
 
@@ -180,70 +288,155 @@ class MjxPhysics:
             raise ValueError("every foot needs the same number of sole contacts")
         return np.array(rows)
 
-    # -- stepping ---------------------------------------------------------------------------------
-    def step(
-        self, model: mjx.Model, data: mjx.Data, ctrl: jax.Array, substeps: int, kp_scale: jax.Array | None = None
-    ) -> mjx.Data:
-        """``substeps`` physics steps with servo targets ``ctrl``; batched in chunks on CPU
-        (``vmap_in_chunks``). ``kp_scale`` (per servo) scales the servos' stiffness through their
-        setpoint (``scaled_servo_setpoint``), so the model itself stays shared by every env."""
+    def step(self, model: mjx.Model, data: mjx.Data, ctrl: jax.Array, substeps: int, kp_scale: jax.Array | None = None) -> mjx.Data:
+        """Batched in chunks on CPU (``vmap_in_chunks``)."""
         key = (substeps, kp_scale is not None)
         if key not in self._steppers:
             self._steppers[key] = physics_steps(substeps, self.qpos_idx if kp_scale is not None else None)
         return self._steppers[key](model, data, ctrl, kp_scale)
 
-    # -- reads ------------------------------------------------------------------------------------
-    def joint_pos(self, d: mjx.Data) -> jax.Array:
-        return d.qpos[self.qpos_idx]
-
-    def joint_vel(self, d: mjx.Data) -> jax.Array:
-        return d.qvel[self.dof_idx]
-
-    def actuator_force(self, d: mjx.Data) -> jax.Array:
-        return d.actuator_force
-
-    def root_pos(self, d: mjx.Data) -> jax.Array:
-        return d.qpos[self.root_qpos : self.root_qpos + 3]
-
-    def root_quat(self, d: mjx.Data) -> jax.Array:
-        """(w, x, y, z), world from root body."""
-        return d.qpos[self.root_qpos + 3 : self.root_qpos + 7]
-
-    def root_linvel(self, d: mjx.Data) -> jax.Array:
-        """World-frame linear velocity of the root (MuJoCo's free joint convention)."""
-        return d.qvel[self.root_dof : self.root_dof + 3]
-
-    def root_angvel(self, d: mjx.Data) -> jax.Array:
-        """Root angular velocity in the root's own frame (free joint convention)."""
-        return d.qvel[self.root_dof + 3 : self.root_dof + 6]
-
-    def torso_up_z(self, d: mjx.Data) -> jax.Array:
-        """World z of the torso's z axis: 1 upright, 0 lying."""
-        return d.xmat[self.torso_body, 2, 2]
-
-    def imu_gravity(self, d: mjx.Data) -> jax.Array:
-        """Unit gravity direction in the IMU frame (what an IMU's orientation gives)."""
-        return -d.site_xmat[self.imu_site][2, :]
-
-    def imu_gyro(self, d: mjx.Data) -> jax.Array:
-        """Angular velocity of the IMU in its own frame, as MuJoCo's gyro sensor."""
-        return d.site_xmat[self.imu_site].T @ d.cvel[self.imu_body, :3]
-
-    def foot_pos(self, d: mjx.Data) -> jax.Array:
-        return d.site_xpos[self.foot_sites]
-
-    def foot_vel(self, d: mjx.Data) -> jax.Array:
-        """World linear velocity of the sole sites: v = v_c + w x (p - c) from the com-based cvel."""
-        cvel = d.cvel[self.foot_site_bodies]
-        c = d.subtree_com[self.body_rootid[self.foot_site_bodies]]
-        return cvel[:, 3:] + jnp.cross(cvel[:, :3], d.site_xpos[self.foot_sites] - c)
-
     def foot_contact_forces(self, d: mjx.Data) -> jax.Array:
-        """Normal force (N) per foot, summed over all rows of all its contacts."""
+        """Summed over all rows of all its contacts (MJX keeps every candidate contact's rows)."""
         return d._impl.efc_force[self.foot_efc_rows].sum(axis=-1)
 
-    def is_finite(self, d: mjx.Data) -> jax.Array:
-        return jnp.all(jnp.isfinite(d.qpos)) & jnp.all(jnp.isfinite(d.qvel))
+    def view(self, arrays: dict[str, Any]) -> Any:
+        return SimpleNamespace(**arrays, _impl=SimpleNamespace(efc_force=jnp.zeros(int(np.max(self.foot_efc_rows)) + 1)))
+
+
+@flax.struct.dataclass
+class MujocoModel:
+    """The model fields the env randomises per episode (float32, like the rest of the env); every
+    other field is the MjModel's, shared by all envs."""
+
+    geom_friction: jax.Array
+    body_mass: jax.Array
+    body_inertia: jax.Array
+    dof_frictionloss: jax.Array
+
+
+@flax.struct.dataclass
+class MujocoData:
+    """One env's MuJoCo C state (qpos, qvel, the solver's warm start) and the derived fields the
+    env reads, as MuJoCo computed them in the last substep (what mj_step leaves in MjData)."""
+
+    qpos: jax.Array
+    qvel: jax.Array
+    qacc_warmstart: jax.Array
+    xmat: jax.Array  # (nbody, 3, 3)
+    site_xmat: jax.Array  # (nsite, 3, 3)
+    site_xpos: jax.Array
+    cvel: jax.Array
+    subtree_com: jax.Array
+    actuator_force: jax.Array
+    foot_force: jax.Array  # (n_feet,) normal force on each foot's body
+
+
+class MujocoPhysics(Physics):
+    """MuJoCo C (``mujoco.batch``: the envs stepped on a thread pool), called from the jitted loop
+    through ``jax.pure_callback``. On a CPU it runs several times MJX's speed and its programs
+    compile in a fraction of the time; results do not depend on the number of threads. The whole
+    state (with the solver's warm start) is in the env's pytree, so runs resume exactly.
+
+    Differences from MJX: programs that call back into Python are not written to JAX's persistent
+    compilation cache, so every run compiles its programs; a numerical blow-up leaves non-finite
+    values in qpos/qvel (MuJoCo's automatic reset is off) for the env to end the episode, as MJX.
+    """
+
+    backend = "mujoco"
+    _STATE = ("qpos", "qvel", "qacc_warmstart")
+    _DERIVED = ("xmat", "site_xmat", "site_xpos", "cvel", "subtree_com", "actuator_force", "sensordata")
+
+    def _load(self, desc: RobotDescription) -> mujoco.MjModel:
+        """The MJCF plus a contact sensor per foot body (net contact force, world frame): MuJoCo C
+        has a contact only while it touches, so forces are read per foot rather than per solver row."""
+        spec = mujoco.MjSpec.from_file(desc.mjcf_path)
+        m = spec.compile()
+        for k, geoms in enumerate(desc.foot_geoms):
+            bodies = {int(m.geom_bodyid[_id(m, mujoco.mjtObj.mjOBJ_GEOM, g)]) for g in geoms}
+            if len(bodies) != 1:
+                raise ValueError(f"the sole geoms of foot '{desc.foot_names[k]}' must belong to one body")
+            s = spec.add_sensor(name=f"wildrobot_foot_contact_{k}", type=mujoco.mjtSensor.mjSENS_CONTACT,
+                                objtype=mujoco.mjtObj.mjOBJ_BODY, objname=m.body(bodies.pop()).name)
+            s.intprm[0] = 1 << int(mujoco.mjtConDataField.mjCONDATA_FORCE)
+            s.intprm[1] = 3  # reduce="netforce"
+            s.intprm[2] = 1
+        return spec.compile()
+
+    def __init__(self, desc: RobotDescription, **sim):
+        super().__init__(desc, **sim)
+        m = self.mj_model
+        # A blow-up must show as NaN for the env to end the episode, as MJX's does; MuJoCo would
+        # otherwise reset the simulation to qpos0 and carry on.
+        m.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_AUTORESET)
+        self._nfeet = len(desc.foot_geoms)
+        self._foot_z = m.sensor_adr[m.nsensor - self._nfeet :] + 2  # world z of each net force
+        f32 = lambda x: jnp.asarray(np.asarray(x), jnp.float32)
+        self.model = MujocoModel(*(f32(getattr(m, f)) for f in MujocoModel.__dataclass_fields__))
+        home = self.home_mjdata
+        self.home_data = MujocoData(**{f: f32(getattr(home, f)) for f in self._STATE},
+                                    **self._derived_of(home, lead=()))
+        self._shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), self.home_data)
+        self._batches: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def _derived_of(self, d: Any, lead: tuple[int, ...]) -> dict[str, Any]:
+        """MujocoData's derived fields from an MjData (lead=()) or the batch's bound (n, ...) fields."""
+        m, out = self.mj_model, {}
+        shapes = {"xmat": (m.nbody, 3, 3), "site_xmat": (m.nsite, 3, 3), "site_xpos": (m.nsite, 3),
+                  "cvel": (m.nbody, 6), "subtree_com": (m.nbody, 3), "actuator_force": (m.nu,)}
+        for f, shape in shapes.items():
+            out[f] = np.asarray(getattr(d, f), np.float32).reshape(*lead, *shape)
+        sensordata = np.asarray(d.sensordata).reshape(*lead, -1)
+        out["foot_force"] = -sensordata[..., self._foot_z].astype(np.float32)
+        return out
+
+    def _batch(self, n: int) -> tuple[Any, dict[str, np.ndarray]]:
+        if n not in self._batches:
+            from mujoco import batch as mj_batch
+
+            b = mj_batch.Batch(self.mj_model, n, nthread=0)  # 0: every CPU
+            views = {f: b.bind(f) for f in (*self._STATE, "ctrl", *self._DERIVED)}
+            views.update({f: b.expand(f) for f in MujocoModel.__dataclass_fields__})
+            self._batches[n] = (b, views)
+        return self._batches[n]
+
+    def _host_step(self, substeps: int, servo_qpos: np.ndarray | None, model: MujocoModel, data: MujocoData,
+                   ctrl: np.ndarray, kp_scale: np.ndarray | None) -> MujocoData:
+        lead = ctrl.shape[:-1]  # batch dimensions (none for a single env)
+        n = int(np.prod(lead, dtype=int))
+        flat = lambda x, like: np.asarray(x).reshape(n, *np.shape(like))
+        with self._lock:  # one batch per size, and a Batch must not be used from two threads at once
+            b, v = self._batch(n)
+            for f in MujocoModel.__dataclass_fields__:
+                v[f][...] = flat(getattr(model, f), getattr(self.model, f))
+            for f in self._STATE:
+                v[f][...] = flat(getattr(data, f), getattr(self.home_data, f))
+            target = ctrl.reshape(n, -1)
+            if servo_qpos is None:
+                v["ctrl"][...] = target
+                b.step(nstep=substeps)
+            else:
+                kp = kp_scale.reshape(n, -1)
+                for _ in range(substeps):
+                    v["ctrl"][...] = scaled_servo_setpoint(target, v["qpos"][:, servo_qpos], kp)
+                    b.step()
+            out = {f: v[f].astype(np.float32) for f in self._STATE}
+            out.update(self._derived_of(SimpleNamespace(**{f: v[f] for f in self._DERIVED}), lead=(n,)))
+        return MujocoData(**{f: x.reshape(*lead, *x.shape[1:]) for f, x in out.items()})
+
+    def step(self, model: MujocoModel, data: MujocoData, ctrl: jax.Array, substeps: int,
+             kp_scale: jax.Array | None = None) -> MujocoData:
+        servo_qpos = self.qpos_idx if kp_scale is not None else None
+        host = functools.partial(self._host_step, substeps, servo_qpos)
+        # broadcast_all: under vmap every argument arrives with the batch dimensions, so one call
+        # steps the whole batch on the thread pool.
+        return jax.pure_callback(host, self._shapes, model, data, ctrl, kp_scale, vmap_method="broadcast_all")
+
+    def foot_contact_forces(self, d: MujocoData) -> jax.Array:
+        return d.foot_force
+
+    def view(self, arrays: dict[str, Any]) -> Any:
+        return SimpleNamespace(**arrays, foot_force=jnp.zeros(self._nfeet))
 
 
 def scaled_servo_setpoint(target: jax.Array, q: jax.Array, kp_scale: jax.Array) -> jax.Array:

@@ -22,7 +22,7 @@ import numpy as np
 
 from wildrobot.envs import randomize, rewards
 from wildrobot.envs.core import Env, Mirror, State
-from wildrobot.envs.physics import MjxPhysics, quat_to_mat, yaw_from_quat, yaw_quat
+from wildrobot.envs.physics import make_physics, quat_to_mat, yaw_from_quat, yaw_quat
 from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
 from wildrobot.robot.description import RobotDescription, load_robot_description
 
@@ -44,8 +44,9 @@ class WildRobotEnv(Env):
     def __init__(self, cfg: WildRobotEnvConfig | None = None):
         self.cfg = cfg = _as_config(cfg)
         self.desc: RobotDescription = load_robot_description(cfg.robot)
-        self.physics = p = MjxPhysics(
+        self.physics = p = make_physics(
             self.desc,
+            cfg.sim.backend,
             timestep=cfg.sim.timestep,
             iterations=cfg.sim.iterations,
             ls_iterations=cfg.sim.ls_iterations,
@@ -444,15 +445,14 @@ class MujocoObserver:
     ``MjData`` is seen with MJX's array shapes, then the env's ``_quantities``, ``_obs_frames`` and
     ``_actor_obs`` run on it (jitted once), so the C simulator and the MJX env share one
     observation function. The episode bookkeeping an env step does (previous action, step count
-    for the gait clock, frame history) is kept here. Contact forces read as zero (MJX's solver
-    rows do not apply to MuJoCo C); the actor observation does not use them. Build the env with
+    for the gait clock, frame history) is kept here. Contact forces read as zero; the actor
+    observation does not use them. Build the env with
     randomisation and sensor noise off (``evaluation_env_config``).
     """
 
     def __init__(self, env: WildRobotEnv):
         self.env = env
         self._info = jax.jit(env.reset)(jax.random.key(0)).info  # nominal randomisation parameters
-        self._efc_size = int(np.max(env.physics.foot_efc_rows)) + 1
         self._observe = jax.jit(self._observe_fn)
         self.reset(jnp.zeros(3))
 
@@ -463,10 +463,7 @@ class MujocoObserver:
         self.history = None
 
     def _observe_fn(self, arrays, info):
-        from types import SimpleNamespace
-
-        view = SimpleNamespace(**arrays, _impl=SimpleNamespace(efc_force=jnp.zeros(self._efc_size)))
-        q = self.env._quantities(view, info)
+        q = self.env._quantities(self.env.physics.view(arrays), info)
         frame, _ = self.env._obs_frames(q, info, jax.random.key(0))
         if self.env.cfg.obs.history and "obs_history" not in info:
             info = dict(info, obs_history=jnp.tile(frame[None], (self.env.cfg.obs.history, 1)))

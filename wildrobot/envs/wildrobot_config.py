@@ -18,6 +18,8 @@ class SimConfig:
     iterations: Optional[int] = None
     ls_iterations: Optional[int] = None
     substeps: int = 4  # control period = timestep * substeps (50 Hz with the MJCF's 5 ms)
+    # auto: MuJoCo C on the CPU backend (called from the jitted loop), MJX on a GPU; or mjx, mujoco
+    backend: str = "auto"
 
 
 @dataclass
