@@ -7,7 +7,6 @@ import time
 
 import jax
 
-from wildrobot.envs.physics import mjx, physics_steps  # MJX through the env's seam (it imports MJX quietly)
 
 
 def timed_rounds(calls: dict[str, tuple], repeats: int) -> dict[str, list[float]]:
@@ -58,12 +57,11 @@ def random_action_rollout(batched_env, length: int):
     return rollout
 
 
-def bare_physics_rollout(model: mjx.Model, substeps: int):
-    """A jitted ``(data, ctrl[T, n, nu]) -> data``: T control steps of ``substeps`` bare ``mjx.step``
-    calls for a batch of n, batched as the env's physics is (``physics_steps``: chunks on CPU), and
-    nothing else."""
-    steps = physics_steps(substeps)
-    control_step = jax.vmap(lambda d, c: steps(model, d, c, None))
+def bare_physics_rollout(step):
+    """A jitted ``(data, ctrl[T, n, nu]) -> data``: T control steps of ``step(data, ctrl) -> data``
+    (one env's physics, e.g. ``physics.step`` with the shared model) vmapped over a batch of n,
+    batched as the env's physics is (MJX: chunks on CPU), and nothing else."""
+    control_step = jax.vmap(step)
 
     @jax.jit
     def rollout(data, ctrl):

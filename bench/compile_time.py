@@ -36,7 +36,6 @@ import wildrobot
 from wildrobot.config import load_config
 from wildrobot.dispatch import trainer_class
 from wildrobot.envs.factory import make_env
-from wildrobot.envs.physics import physics_steps
 from wildrobot.jax_setup import configure_jax
 from wildrobot.train.runner import CHUNK_LENGTH
 
@@ -98,14 +97,14 @@ def program(part: str, trainer, algo, key: jax.Array) -> tuple[Any, tuple]:
     if part == "env":
         return jax.jit(random_action_rollout(env, trainer.cfg.algo.unroll_length)), (state.env_state, key)
     physics = env.env.physics  # the WildRobot env inside the batch wrapper
-    steps = physics_steps(trainer.cfg.env.sim.substeps)
+    substeps = trainer.cfg.env.sim.substeps
     one_data = jax.eval_shape(lambda: physics.home_data)
     one_ctrl = jax.ShapeDtypeStruct((physics.mj_model.nu,), np.float32)
     if part == "physics-one":
-        return jax.jit(lambda d, c: steps(physics.model, d, c, None)), (one_data, one_ctrl)
+        return jax.jit(lambda d, c: physics.step(physics.model, d, c, substeps)), (one_data, one_ctrl)
     n = trainer.cfg.trainer.num_envs
     batched = jax.tree.map(lambda x: jax.ShapeDtypeStruct((n, *x.shape), x.dtype), (one_data, one_ctrl))
-    return jax.jit(jax.vmap(lambda d, c: steps(physics.model, d, c, None))), batched
+    return jax.jit(jax.vmap(lambda d, c: physics.step(physics.model, d, c, substeps))), batched
 
 
 def main() -> None:

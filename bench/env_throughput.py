@@ -1,11 +1,11 @@
-"""Batched WildRobot env steps/s next to the bare batched mjx.step of the same model, same run.
+"""Batched WildRobot env steps/s next to the bare batched physics of the same model, same run.
 
-    uv run python bench/env_throughput.py --num-envs 256 1024 4096 --steps 20
+    uv run python bench/env_throughput.py --num-envs 256 1024 4096 --steps 20 [--backend auto|mjx|mujoco]
 
 Env side: ``wrap_for_training(env)`` (vmapped step with observations, rewards, domain
 randomisation, pushes, noise, and the auto-reset that calls ``reset`` for every env every step),
 scanned over ``--steps`` control steps with random actions. Bare side: the same model, the same
-substeps of ``mjx.step`` per control step, batched the same way (chunks on CPU), nothing else,
+substeps of the physics per control step (``physics.step``: MJX in chunks on CPU, or MuJoCo C), nothing else,
 from the env's own reset states towards the servo targets of the same random actions, so that
 both sides ask the solver for the same work (MJX's Newton loop stops early once a chunk
 converges). For reference, also a bare side that holds every robot still at home.
@@ -35,11 +35,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="control steps per timed call")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--no-randomization", action="store_true", help="DR, pushes and noise off")
+    ap.add_argument("--backend", default="auto", help="physics backend (env.sim.backend): auto, mjx or mujoco")
     args = ap.parse_args()
 
     configure_jax()
 
     cfg = WildRobotEnvConfig()
+    cfg.sim.backend = args.backend
     if args.no_randomization:
         cfg.randomization.enabled = cfg.push.enabled = cfg.noise.enabled = False
     env = WildRobotEnv(cfg)
@@ -50,13 +52,13 @@ def main() -> None:
     # as in training: physics in chunks on CPU (physics.vmap_in_chunks)
     env_rollout = jax.jit(random_action_rollout(batched, T))
 
-    bare_rollout = bare_physics_rollout(phys.model, substeps)
+    bare_rollout = bare_physics_rollout(lambda d, c: phys.step(phys.model, d, c, substeps))
 
     reset = jax.jit(batched.reset)
     figures = {}
     print(
         f"devices={jax.devices()} substeps={substeps} dt={env.dt} "
-        f"randomization={not args.no_randomization} chunk={chunk or 'none'}"
+        f"randomization={not args.no_randomization} backend={phys.backend} chunk={chunk if phys.backend == 'mjx' and chunk else 'none'}"
     )
     for n in args.num_envs:
         state = reset(jax.random.split(jax.random.key(0), n))
@@ -81,7 +83,7 @@ def main() -> None:
         figures[f"env_sps_{n}"] = f"{env_sps:.0f}"
         figures[f"bare_sps_{n}"] = f"{bare_sps:.0f}"
         print(
-            f"num_envs={n}: env {env_sps:.0f} steps/s, bare mjx.step {bare_sps:.0f} steps/s (best of {args.repeats}); "
+            f"num_envs={n}: env {env_sps:.0f} steps/s, bare physics {bare_sps:.0f} steps/s (best of {args.repeats}); "
             f"ratio {ratio:.3f} (median of back-to-back pairs; ratio of the bests {env_sps / bare_sps:.3f}); "
             f"bare, robots still at home: {still_sps:.0f} steps/s, ratio {paired_ratio(t, slow='env', fast='bare_still'):.3f}; "
             f"batched reset alone {min(t['reset']) * 1e3:.1f} ms",

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import mujoco
 from common import bare_physics_rollout, best_times
 
-from wildrobot.envs.physics import default_chunk, mjx
+from wildrobot.envs.physics import default_chunk, mjx, physics_steps
 from wildrobot.jax_setup import configure_jax
 from wildrobot.robot import fidelity, load_robot_description
 
@@ -67,7 +67,8 @@ def main() -> None:
         home = mjx.forward(mx, mjx.make_data(mx).replace(qpos=jnp.asarray(m.key_qpos[key]), ctrl=jnp.asarray(m.key_ctrl[key])))
         data = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), home)
         ctrl = jnp.broadcast_to(jnp.asarray(m.key_ctrl[key]), (T, n, m.nu))
-        calls[name] = (bare_physics_rollout(mx, fidelity.substeps(m)), data, ctrl)
+        steps = physics_steps(fidelity.substeps(m))
+        calls[name] = (bare_physics_rollout(lambda d, c, mx=mx, steps=steps: steps(mx, d, c, None)), data, ctrl)
         root, joint = fidelity.stepping_error(m, desc, LOW_FRICTION)
         _, _, wobble = fidelity.stand(fidelity.with_options(m, LOW_FRICTION), desc)
         rows[name] = {"root_mm": 1e3 * root, "joint_rad": joint, "wobble_mm": 1e3 * wobble}

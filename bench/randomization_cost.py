@@ -22,6 +22,7 @@ from common import paired_ratio, timed_rounds
 from wildrobot.envs import randomize
 from wildrobot.envs.physics import physics_steps
 from wildrobot.envs.wildrobot import WildRobotEnv
+from wildrobot.envs.wildrobot_config import SimConfig, WildRobotEnvConfig
 from wildrobot.jax_setup import configure_jax
 
 # item -> the mjx.Model fields it makes per-env
@@ -50,7 +51,7 @@ def main() -> None:
     args = ap.parse_args()
     configure_jax()
 
-    env = WildRobotEnv()
+    env = WildRobotEnv(WildRobotEnvConfig(sim=SimConfig(backend="mjx")))  # per-env model fields cost MJX only
     phys, cfg = env.physics, env.cfg.randomization
     n, T = args.num_envs, args.steps
     keys = jax.random.split(jax.random.key(0), n)

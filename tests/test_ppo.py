@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import TINY_PPO, make_trainer
+from conftest import make_trainer
 from wildrobot.algos.ppo import gaussian_log_prob, ppo_loss
 from wildrobot.config import PPOConfig
 

@@ -1,6 +1,7 @@
 """The runner's background compile: the compiled program is the jitted one, traced once; an error
 raised while tracing reaches the caller that waits for it; Ctrl-C does not cut the wait short.
-The chunk program: its length is an argument, and short chunks continue exactly."""
+The chunk program: its length is an argument, and short chunks continue exactly; chunks that
+call back into Python are timed and logged each on its own."""
 
 import os
 import signal
@@ -120,3 +121,47 @@ def test_the_compiling_line_ticks_while_the_main_thread_waits(capsys):
     with ElapsedLine("compiling", enabled=False):
         time.sleep(1.2)
     assert "compiling" not in capsys.readouterr().err
+
+
+def test_chunks_that_call_back_into_python_are_timed_and_logged_each_on_its_own(tmp_path, monkeypatch, capsys):
+    """A program with a host callback (MuJoCo C physics) runs to its end inside the call on a CPU;
+    the runner calls chunks on a worker thread, so each chunk's time is its own (none reads as
+    instant because it ran while the previous one was being logged) and each progress line is
+    printed as soon as its chunk ends, before the next has run."""
+    from conftest import TINY_PPO, make_trainer
+    from wildrobot.envs import factory
+    from wildrobot.envs.stub import StubEnv
+
+    pause, unroll = 0.02, 8
+    finished = []  # (kind, time): a step of the physics, or a progress line
+
+    class SlowStub(StubEnv):
+        def step(self, state, action):
+            state = super().step(state, action)
+
+            def physics(x):
+                time.sleep(pause)
+                finished.append(("step", time.perf_counter()))
+                return x
+
+            shape = jax.ShapeDtypeStruct(state.reward.shape, state.reward.dtype)
+            return state.replace(reward=jax.pure_callback(physics, shape, state.reward, vmap_method="broadcast_all"))
+
+    monkeypatch.setitem(factory.ENV_CONSTRUCTORS, "stub", SlowStub)
+    trainer = make_trainer([*TINY_PPO, f"algo.unroll_length={unroll}", "trainer.iterations=5", "trainer.log_every=2",
+                            "trainer.checkpoint_every=2", "trainer.eval_every=0"], tmp_path / "run")
+    write = trainer._summary_line
+
+    def summary_line(it, algo, m):
+        finished.append(("line", time.perf_counter()))
+        return write(it, algo, m)
+
+    monkeypatch.setattr(trainer, "_summary_line", summary_line)
+    assert trainer.run() == 0
+    assert trainer.chunk_iterations == [1, 1, 2, 1]  # a checkpoint after iterations 2 and 4
+    for n, seconds in zip(trainer.chunk_iterations[1:], trainer.chunk_seconds[1:]):
+        assert seconds >= n * unroll * pause
+    kinds = [k for k, _ in finished]
+    first_line = kinds.index("line")
+    # the first chunk's line comes after its steps and before the second chunk's steps are all done
+    assert kinds[:first_line].count("step") < 2 * unroll

@@ -1,5 +1,5 @@
-"""Sim-to-sim: the exported policy in plain MuJoCo (C) sees what the MJX env shows it and
-behaves as in MJX."""
+"""Sim-to-sim: the exported policy in plain MuJoCo (C) sees what the env shows it and behaves as
+in MJX."""
 
 from __future__ import annotations
 

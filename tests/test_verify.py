@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-import pytest
 
 from wildrobot.envs.verify import CheckResult, format_report, run_checks
 from wildrobot.envs.wildrobot import WildRobotEnv

@@ -29,7 +29,7 @@ def stub_run(tmp_path_factory) -> Path:
 
 
 # The smallest WildRobot run that writes a checkpoint: one PPO iteration on two envs (the cost is
-# compiling the MJX step, not training).
+# compiling the env's programs, not training).
 WILDROBOT_OVERRIDES = [
     "env=wildrobot", "algo=ppo", "trainer.num_envs=2", "algo.unroll_length=2", "algo.num_minibatches=1",
     "algo.num_epochs=1", "algo.policy.hidden_sizes=[16]", "algo.value.hidden_sizes=[16]", "trainer.iterations=1",

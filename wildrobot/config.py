@@ -17,7 +17,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
+from wildrobot.envs.wildrobot_config import SIM_BACKENDS, WildRobotEnvConfig
 
 
 class ConfigError(ValueError):
@@ -223,6 +223,10 @@ def validate(cfg: Config) -> None:
     if isinstance(env, StubEnvConfig):
         _require(env.episode_length >= 1, "env.episode_length", env.episode_length, "an integer >= 1")
         _require(env.dt > 0, "env.dt", env.dt, "a number > 0")
+    if isinstance(env, WildRobotEnvConfig):
+        _require(env.sim.backend in SIM_BACKENDS, "env.sim.backend", env.sim.backend,
+                 "auto (MuJoCo C on a CPU, MJX on a GPU), mjx or mujoco")
+        _require(env.sim.substeps >= 1, "env.sim.substeps", env.sim.substeps, "an integer >= 1")
 
     algo = cfg.algo
     _require(algo.name in ALGO_SCHEMAS, "algo.name", algo.name, ", ".join(ALGO_SCHEMAS))

@@ -113,12 +113,18 @@ def _policy_fn(algorithm: Any):
     return algorithm.deterministic_action
 
 
-def evaluation_env(loaded: Any):
-    """The run's env rebuilt with randomisation, pushes and sensor noise off."""
+def evaluation_env(loaded: Any, backend: str | None = None):
+    """The run's env rebuilt with randomisation, pushes and sensor noise off; ``backend`` replaces
+    its physics backend (``env.sim.backend``) when given."""
+    import dataclasses
+
     from wildrobot.envs.factory import make_env
     from wildrobot.train.trainers import evaluation_env_config
 
-    return make_env(evaluation_env_config(loaded.cfg.env))
+    cfg = evaluation_env_config(loaded.cfg.env)
+    if backend is not None:
+        cfg = dataclasses.replace(cfg, sim=dataclasses.replace(cfg.sim, backend=backend))
+    return make_env(cfg)
 
 
 def command_size(env: Any) -> int:

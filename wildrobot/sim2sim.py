@@ -8,7 +8,9 @@ ONNX file a robot would run (through onnxruntime, as on the robot) controls MuJo
 with its own contact solver and integration, while the observation is computed by the env's own
 observation code (``WildRobotEnv.mujoco_observer``), so nothing is re-implemented. For each
 command it prints how long the robot stayed up and the velocity tracking errors, in MuJoCo C and
-in MJX (the same commands through ``wildrobot.eval.evaluate_policy``).
+in MJX (the same commands through ``wildrobot.eval.evaluate_policy``, the env's physics set to MJX
+whichever backend the run trained on: on a CPU that is MuJoCo C itself, so the comparison keeps
+two simulators apart).
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def compare(loaded: Any, onnx_path: Path, commands: np.ndarray, steps: int,
 
     from wildrobot.eval import evaluate_policy, evaluation_env
 
-    env = evaluation_env(loaded)
+    env = evaluation_env(loaded, backend="mjx")
     policy = onnx_policy(onnx_path)
     c_runs = [run_mujoco(env, policy, cmd, steps, record=record) for cmd in commands]
     mjx_runs = evaluate_policy(loaded, commands, episodes=1, key=jax.random.key(0), steps=steps, env=env)
@@ -163,7 +165,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from wildrobot.render import NoRenderer
 
         try:
-            print(f"Video: {render_mujoco_video(c_runs, evaluation_env(loaded), args.video, args.seconds)}")
+            print(f"Video: {render_mujoco_video(c_runs, evaluation_env(loaded, backend='mjx'), args.video, args.seconds)}")
         except NoRenderer as e:
             print(f"Video: skipped: {e}")
     return 0

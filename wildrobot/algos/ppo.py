@@ -18,7 +18,7 @@ import optax
 
 from wildrobot.algos.gae import compute_gae
 from wildrobot.algos.networks import MLP
-from wildrobot.algos.normalize import RunningStats, init_stats, normalize, update_stats
+from wildrobot.algos.normalize import init_stats, normalize, update_stats
 from wildrobot.config import ConfigError, PPOConfig
 from wildrobot.envs.core import State
 from wildrobot.envs.wrappers import BatchedEnv, termination

@@ -22,7 +22,7 @@ Observation = dict[str, jax.Array]  # {"actor": deployable obs, "critic": privil
 class State:
     """One environment's state; every field is a pytree of arrays.
 
-    data:    physics state (``mjx.Data`` for MJX envs, a small pytree for the stub).
+    data:    physics state (``mjx.Data`` or MuJoCo C's ``MujocoData`` for WildRobot, a small pytree for the stub).
     obs:     {"actor": ..., "critic": ...}; the actor part is what the real robot senses.
     reward:  scalar reward of the last step (already zeroed on a non-finite step).
     done:    1.0 when the episode ended at this step (termination OR truncation).

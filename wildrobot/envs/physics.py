@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import os
 import threading
 from types import SimpleNamespace
 from typing import Any, Callable, Optional
@@ -32,6 +33,7 @@ import numpy as np
 with contextlib.redirect_stdout(io.StringIO()):
     from mujoco import mjx
 
+from wildrobot.envs.wildrobot_config import SIM_BACKENDS
 from wildrobot.robot.description import RobotDescription
 
 
@@ -92,14 +94,11 @@ def _id(m: mujoco.MjModel, obj: mujoco.mjtObj, name: str) -> int:
     return i
 
 
-BACKENDS = ("auto", "mjx", "mujoco")
-
-
 def resolve_backend(name: str) -> str:
     """``auto``: MuJoCo C on the CPU backend (several times MJX's speed there, and it compiles in a
     fraction of the time), MJX on accelerators (where the physics must stay on the device)."""
-    if name not in BACKENDS:
-        raise ValueError(f"env.sim.backend={name!r} is not one of {', '.join(BACKENDS)}")
+    if name not in SIM_BACKENDS:
+        raise ValueError(f"env.sim.backend={name!r} is not one of {', '.join(SIM_BACKENDS)}")
     if name == "auto":
         return "mujoco" if jax.default_backend() == "cpu" else "mjx"
     return name
@@ -332,10 +331,11 @@ class MujocoData:
 
 
 class MujocoPhysics(Physics):
-    """MuJoCo C (``mujoco.batch``: the envs stepped on a thread pool), called from the jitted loop
-    through ``jax.pure_callback``. On a CPU it runs several times MJX's speed and its programs
-    compile in a fraction of the time; results do not depend on the number of threads. The whole
-    state (with the solver's warm start) is in the env's pytree, so runs resume exactly.
+    """MuJoCo C (``mujoco.batch``: the envs stepped on a thread pool, one thread per CPU this process
+    may use), called from the jitted loop through ``jax.pure_callback``. On a CPU it runs several
+    times MJX's speed and its programs compile in a fraction of the time; results do not depend on
+    the number of threads. The whole state (with the solver's warm start) is in the env's pytree,
+    so runs resume exactly.
 
     Differences from MJX: programs that call back into Python are not written to JAX's persistent
     compilation cache, so every run compiles its programs; a numerical blow-up leaves non-finite
@@ -394,7 +394,9 @@ class MujocoPhysics(Physics):
         if n not in self._batches:
             from mujoco import batch as mj_batch
 
-            b = mj_batch.Batch(self.mj_model, n, nthread=0)  # 0: every CPU
+            # the CPUs this process may use (a SLURM or container allocation), not all of the host's
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            b = mj_batch.Batch(self.mj_model, n, nthread=cpus)
             views = {f: b.bind(f) for f in (*self._STATE, "ctrl", *self._DERIVED)}
             views.update({f: b.expand(f) for f in MujocoModel.__dataclass_fields__})
             self._batches[n] = (b, views)
@@ -405,7 +407,8 @@ class MujocoPhysics(Physics):
         lead = ctrl.shape[:-1]  # batch dimensions (none for a single env)
         n = int(np.prod(lead, dtype=int))
         flat = lambda x, like: np.asarray(x).reshape(n, *np.shape(like))
-        with self._lock:  # one batch per size, and a Batch must not be used from two threads at once
+        # a blown-up env's huge values become inf in float32, which is what the env checks for
+        with self._lock, np.errstate(over="ignore"):  # one Batch per size, used by one thread at a time
             b, v = self._batch(n)
             for f in MujocoModel.__dataclass_fields__:
                 v[f][...] = flat(getattr(model, f), getattr(self.model, f))

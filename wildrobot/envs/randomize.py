@@ -2,23 +2,21 @@
 
 Per-episode parameters are sampled in ``reset`` and kept in ``state.info["dr"]`` (same
 structure whether or not an item is enabled: nominal values when off). ``apply_to_model``
-replaces the matching ``mjx.Model`` fields inside the (vmapped) step, so the model becomes
-per-env under ``jax.vmap``; items that are switched off leave their fields shared (no cost).
+replaces the matching fields of the physics' model pytree (``mjx.Model``, or MuJoCo C's
+``MujocoModel``) inside the (vmapped) step, so the model becomes per-env under ``jax.vmap``; items
+that are switched off leave their fields shared (no cost in MJX).
 Servo kp is the exception: it is scaled through the servo setpoint (``physics.scaled_servo_setpoint``),
 which is exact and keeps the actuator fields shared.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from wildrobot.envs.wildrobot_config import NoiseConfig, PushConfig, RandomizationConfig, RandomRange
-
-if TYPE_CHECKING:
-    from mujoco import mjx
 
 
 def _uniform(key: jax.Array, r: RandomRange, shape: tuple[int, ...], nominal: float, on: bool) -> jax.Array:
@@ -45,7 +43,7 @@ def sample_params(key: jax.Array, cfg: RandomizationConfig, *, nbody: int, nu: i
     }
 
 
-def apply_to_model(model: mjx.Model, p: dict[str, jax.Array], cfg: RandomizationConfig, dof_idx) -> mjx.Model:
+def apply_to_model(model: Any, p: dict[str, jax.Array], cfg: RandomizationConfig, dof_idx) -> Any:
     """The episode's model. Only enabled items touch the model (static Python branches); kp is
     randomised through the servo setpoint instead (``kp_scale``)."""
     if not cfg.enabled:
@@ -63,7 +61,7 @@ def apply_to_model(model: mjx.Model, p: dict[str, jax.Array], cfg: Randomization
 
 
 def kp_scale(p: dict[str, jax.Array], cfg: RandomizationConfig) -> jax.Array | None:
-    """Per-servo kp scale for ``MjxPhysics.step``, or None when kp is not randomised (no cost)."""
+    """Per-servo kp scale for ``Physics.step``, or None when kp is not randomised (no cost)."""
     return p["kp_scale"] if cfg.enabled and cfg.kp_scale.enabled else None
 
 

@@ -1,4 +1,5 @@
-"""WildRobot velocity-command locomotion on flat ground, in MJX.
+"""WildRobot velocity-command locomotion on flat ground, in MuJoCo: MJX, or MuJoCo C called from the
+jitted loop (``sim.backend``; ``wildrobot.envs.physics``).
 
 One (unbatched) env: pure, jit- and vmap-able. The trainers batch it with
 ``wildrobot.envs.wrappers.wrap_for_training``, which also owns the episode limit and auto-reset.
@@ -14,7 +15,7 @@ sole heights (n_feet), feet air time (n_feet), floor friction (1), action-delay 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,9 +26,6 @@ from wildrobot.envs.core import Env, Mirror, State
 from wildrobot.envs.physics import make_physics, quat_to_mat, yaw_from_quat, yaw_quat
 from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
 from wildrobot.robot.description import RobotDescription, load_robot_description
-
-if TYPE_CHECKING:
-    from mujoco import mjx
 
 
 def _as_config(cfg: Any) -> WildRobotEnvConfig:
@@ -275,7 +273,7 @@ class WildRobotEnv(Env):
         zero = jax.random.bernoulli(k[1], c.zero_probability)
         return jnp.where(zero, 0.0, cmd).astype(jnp.float32)
 
-    def _quantities(self, data: mjx.Data, info: dict[str, Any]) -> dict[str, jax.Array]:
+    def _quantities(self, data: Any, info: dict[str, Any]) -> dict[str, jax.Array]:
         """Everything observations and rewards read, from the physics seam, once per step."""
         p, dr = self.physics, info["dr"]
         quat = p.root_quat(data)
@@ -442,9 +440,9 @@ class WildRobotEnv(Env):
 class MujocoObserver:
     """Runs the env's own observation code on a plain MuJoCo (C) ``MjData``, for sim-to-sim.
 
-    ``MjData`` is seen with MJX's array shapes, then the env's ``_quantities``, ``_obs_frames`` and
-    ``_actor_obs`` run on it (jitted once), so the C simulator and the MJX env share one
-    observation function. The episode bookkeeping an env step does (previous action, step count
+    ``MjData`` is seen with the env's array shapes (``physics.view``), then the env's ``_quantities``,
+    ``_obs_frames`` and ``_actor_obs`` run on it (jitted once), so a plain C simulation and the env
+    share one observation function. The episode bookkeeping an env step does (previous action, step count
     for the gait clock, frame history) is kept here. Contact forces read as zero; the actor
     observation does not use them. Build the env with
     randomisation and sensor noise off (``evaluation_env_config``).

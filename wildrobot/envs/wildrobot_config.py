@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+# auto: MuJoCo C on the CPU backend (called from the jitted loop), MJX elsewhere (a GPU)
+SIM_BACKENDS = ("auto", "mjx", "mujoco")
+
 
 @dataclass
 class SimConfig:
@@ -18,8 +21,7 @@ class SimConfig:
     iterations: Optional[int] = None
     ls_iterations: Optional[int] = None
     substeps: int = 4  # control period = timestep * substeps (50 Hz with the MJCF's 5 ms)
-    # auto: MuJoCo C on the CPU backend (called from the jitted loop), MJX on a GPU; or mjx, mujoco
-    backend: str = "auto"
+    backend: str = "auto"  # one of SIM_BACKENDS
 
 
 @dataclass

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
@@ -85,6 +86,14 @@ def reduce_chunk(metrics: dict[str, np.ndarray]) -> dict[str, float]:
         else:
             out[k] = float(v.mean())
     return out
+
+
+PHYSICS_NAMES = {"mjx": "MJX", "mujoco": "MuJoCo C"}
+
+
+def physics_backend(env: Env) -> str:
+    """The physics engine an env steps (``env.sim.backend`` resolved), or "" for envs without one."""
+    return getattr(getattr(env, "physics", None), "backend", "")
 
 
 class BackgroundCompile:
@@ -223,10 +232,11 @@ class Trainer:
         """Called once after the loop (also after an interruption)."""
 
     # -- the loop -----------------------------------------------------------------------------
-    def meta(self, algo: Algorithm) -> dict:
+    def meta(self, algo: Algorithm, physics: str = "") -> dict:
         return {
             "config": dataclasses.asdict(self.cfg),
             "env": self.cfg.env.name,
+            "physics": physics,  # the engine that ran (env.sim.backend=auto picks by device)
             "algo": self.cfg.algo.name,
             "versions": package_versions(),
             "git_revision": git_revision(),
@@ -257,8 +267,8 @@ class Trainer:
             if diff:
                 log.warning("resuming with a config that differs from the checkpoint's:\n  %s", "\n  ".join(diff))
             print(f"Resuming {run_dir} from iteration {start} (checkpoints and TensorBoard continue there)")
-        print(self._budget_line(algo, start))
-        print("Compiling the training program (later runs load it from the compilation cache) ...", flush=True)
+        print(self._budget_line(algo, start, physics_backend(env)))
+        print("Compiling the training program ...", flush=True)
         chunk_jit = jax.jit(self._make_chunk(algo), donate_argnums=0)
         if resume:
             chunk_fn = chunk_jit
@@ -282,26 +292,32 @@ class Trainer:
         # Purge what an interrupted run logged after its checkpoint (steps > start), keep the rest.
         tb = TensorBoardLogger(out_dir / "tensorboard", purge_step=self.global_step(algo, start) + 1 if resume else None)
         eval_fn = jax.jit(algo.evaluate)
-        meta = self.meta(algo)
+        meta = self.meta(algo, physics_backend(env))
 
         it, exit_code, metrics = start, 0, {}
         unit_total = (t.iterations - start) * (steps_per_it or 1)
         bar = tqdm(total=unit_total, unit=" steps" if steps_per_it else " it", unit_scale=True, dynamic_ncols=True,
                    disable=not t.progress or jax.process_index() != 0, file=sys.stderr)
 
-        def launch(carry: Any, it: int) -> tuple[Any, int]:
+        # JAX returns from a call at once and runs the program in the background, except a program
+        # that calls back into Python (MuJoCo C physics), which runs to its end inside the call on
+        # a CPU: calls go to a worker thread, so either way Python logs one chunk while the next runs.
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk")
+
+        def launch(carry: Any, it: int) -> tuple[Future, int]:
             """Queue the chunk that starts at iteration ``it``: a new run's first is one iteration
             (progress shows as soon as the program is compiled), every other runs up to the next
             multiple of log_every (the cadence of logs, checkpoints and evaluations)."""
             n = 1 if it == 0 else min(t.log_every - it % t.log_every, t.iterations - it)
-            return chunk_fn(carry, np.int32(n)), n
+            return worker.submit(chunk_fn, carry, np.int32(n)), n
 
         try:
             with StopRequest() as stop:
                 chunk_start = time.perf_counter()
                 pending = launch(carry, it) if it < t.iterations else None
                 while pending is not None:
-                    (carry, chunk_metrics), n = pending
+                    call, n = pending
+                    carry, chunk_metrics = call.result()
                     it += n
                     evaluate_now = bool(t.eval_every) and it % t.eval_every == 0
                     save_now = bool(t.checkpoint_every) and it % t.checkpoint_every == 0 or it >= t.iterations
@@ -354,6 +370,7 @@ class Trainer:
                     print(f"Stopped by {signal.Signals(stop.signum).name} at iteration {it}; checkpoint saved in "
                           f"{out_dir / 'checkpoints' / 'latest' / str(it)}. Resume with trainer.resume={out_dir}")
         finally:
+            worker.shutdown(wait=True)  # a chunk still running (after an error) finishes first
             bar.close()
             tb.close()
             ckpt.close()
@@ -398,7 +415,7 @@ class Trainer:
                 f"Resume with env={meta.get('env')} algo={meta.get('algo')}.")
         return config_differences(meta.get("config", {}), self.cfg)
 
-    def _budget_line(self, algo: Algorithm, start: int) -> str:
+    def _budget_line(self, algo: Algorithm, start: int, physics: str = "") -> str:
         t = self.cfg.trainer
         spi = algo.env_steps_per_iteration
         what = f"{t.iterations} iterations"
@@ -409,7 +426,7 @@ class Trainer:
                  else f"{jax.device_count()} x {device.device_kind}")
         line = (f"Training {self.cfg.algo.name} on {self.cfg.env.name}: {what}, from iteration {start}; "
                 f"chunks of {t.log_every} iterations{' (the first: 1)' if start == 0 and t.log_every > 1 else ''}; "
-                f"on {where}; output in {self.run_dir}")
+                f"on {where}{f', {PHYSICS_NAMES.get(physics, physics)} physics' if physics else ''}; output in {self.run_dir}")
         if device.platform == "cpu" and spi and t.num_envs >= GPU_SIZED_ENVS:
             line += (f"\nNote: {t.num_envs} envs is a GPU-sized batch, but JAX sees only the CPU. For an NVIDIA "
                      "GPU, run with the CUDA build of JAX: uv run --extra cuda12 run.py ... (or --extra cuda13).")

@@ -1,0 +1,125 @@
+"""The MuJoCo C backend (``env.sim.backend=mujoco``, the default on CPU) steps exactly as plain
+MuJoCo does, env by env, with per-env randomised model fields and servo kp."""
+
+import copy
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+
+from wildrobot.config import ConfigError, load_config
+from wildrobot.envs.physics import MujocoPhysics, resolve_backend, scaled_servo_setpoint
+from wildrobot.robot import load_robot_description
+
+SUBSTEPS = 4
+CONTROL_STEPS = 6
+N = 3
+
+
+@pytest.fixture(scope="module")
+def phys():
+    return MujocoPhysics(load_robot_description())
+
+
+@pytest.fixture(scope="module")
+def batch_inputs(phys):
+    """Three envs that differ in every randomised model field, servo kp and targets."""
+    m = phys.mj_model
+    f32 = lambda x: np.asarray(x, np.float32)
+    friction = np.stack([f32(m.geom_friction)] * N)
+    friction[:, :, 0] = f32([[0.4], [0.8], [1.2]])
+    mass_scale = f32([0.9, 1.0, 1.1])[:, None]
+    model = phys.model.replace(
+        geom_friction=friction,
+        body_mass=f32(m.body_mass)[None] * mass_scale,
+        body_inertia=f32(m.body_inertia)[None] * mass_scale[:, :, None],
+        dof_frictionloss=f32(m.dof_frictionloss)[None] * f32([0.5, 1.0, 2.0])[:, None],
+    )
+    data = jax.tree.map(lambda x: jnp.broadcast_to(x, (N, *x.shape)), phys.home_data)
+    t = np.arange(CONTROL_STEPS)[:, None, None] * 0.02
+    home = f32(phys.desc.home)
+    ctrl = f32(home + 0.2 * np.sin(2 * np.pi * 2.0 * t + np.arange(N)[None, :, None] + np.arange(m.nu)))
+    kp = f32([[0.8], [1.0], [1.25]]) * np.ones((N, m.nu), np.float32)
+    return model, data, ctrl, kp
+
+
+@pytest.fixture(scope="module")
+def stepped(phys, batch_inputs):
+    model, data, ctrl, kp = batch_inputs
+
+    @jax.jit
+    def rollout(model, data, ctrls, kp):
+        one = jax.vmap(lambda m_, d, c, k: phys.step(m_, d, c, SUBSTEPS, k))
+        return jax.lax.scan(lambda d, c: (one(model, d, c, kp), d.qpos), data, ctrls)[0]
+
+    return rollout, jax.device_get(rollout(model, data, ctrl, kp))
+
+
+def test_each_env_steps_as_plain_mujoco_with_its_own_model_fields_and_kp(phys, batch_inputs, stepped):
+    model, _, ctrl, kp = batch_inputs
+    _, out = stepped
+    base = phys.mj_model
+    assert not np.allclose(out.qpos[0], out.qpos[2], atol=1e-3)  # the envs' models and targets differ
+    for i in range(N):
+        m = copy.copy(base)
+        for field in ("geom_friction", "body_mass", "body_inertia", "dof_frictionloss"):
+            getattr(m, field)[...] = np.asarray(getattr(model, field)[i], np.float64)
+        d = mujoco.MjData(m)
+        d.qpos[:], d.qvel[:], d.qacc_warmstart[:] = (np.asarray(getattr(phys.home_data, f), np.float64)
+                                                     for f in ("qpos", "qvel", "qacc_warmstart"))
+        for c in ctrl[:, i]:
+            for _ in range(SUBSTEPS):
+                d.ctrl[:] = scaled_servo_setpoint(c, d.qpos[phys.qpos_idx], kp[i])
+                mujoco.mj_step(m, d)
+            # the env's state is float32 between control steps
+            for f in ("qpos", "qvel", "qacc_warmstart"):
+                getattr(d, f)[:] = getattr(d, f).astype(np.float32)
+        np.testing.assert_allclose(out.qpos[i], d.qpos, atol=1e-6)
+        np.testing.assert_allclose(out.qvel[i], d.qvel, atol=1e-5)
+        np.testing.assert_allclose(out.xmat[i], d.xmat.reshape(-1, 3, 3), atol=1e-6)
+        np.testing.assert_allclose(out.actuator_force[i], d.actuator_force, rtol=1e-5, atol=1e-5)
+        # the foot force read is each foot's summed normal contact force, as mj_contactForce gives
+        per_foot, f6 = np.zeros(len(phys.foot_geoms)), np.zeros(6)
+        for k in range(d.ncon):
+            mujoco.mj_contactForce(m, d, k, f6)
+            for foot, geoms in enumerate(phys.foot_geoms):
+                per_foot[foot] += f6[0] * bool({d.contact[k].geom1, d.contact[k].geom2} & set(geoms))
+        assert per_foot.sum() > 0.5 * phys.total_mass * 9.81  # standing on its feet: the read is not vacuous
+        np.testing.assert_allclose(out.foot_force[i], per_foot, rtol=1e-4, atol=1e-3)
+
+
+def test_steps_are_pure_functions_of_their_inputs(batch_inputs, stepped):
+    rollout, out = stepped
+    again = jax.device_get(rollout(*batch_inputs))
+    for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(again)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_blow_up_shows_as_nonfinite_state_not_a_silent_reset(phys, batch_inputs):
+    model, data, ctrl, kp = batch_inputs
+    data = data.replace(qvel=data.qvel.at[1].set(1e30))  # env 1 explodes, the others must not care
+    step = jax.jit(jax.vmap(lambda m_, d, c, k: phys.step(m_, d, c, SUBSTEPS, k)))
+    out = step(model, data, ctrl[0], kp)
+    finite = np.asarray(jax.vmap(phys.is_finite)(out))
+    assert finite.tolist() == [True, False, True]
+
+
+def test_backend_auto_is_mujoco_c_on_cpu_and_a_wrong_name_is_a_config_error():
+    assert resolve_backend("auto") == ("mujoco" if jax.default_backend() == "cpu" else "mjx")
+    with pytest.raises(ConfigError, match="env.sim.backend"):
+        load_config(["env.sim.backend=warp"])
+
+
+def test_the_budget_line_names_the_physics_that_runs(tmp_path):
+    from conftest import TINY_PPO, make_trainer
+    from wildrobot.envs.factory import make_env
+    from wildrobot.train.runner import physics_backend
+
+    trainer = make_trainer([*TINY_PPO, "env=wildrobot"], tmp_path / "run")
+    env = make_env(trainer.cfg.env)
+    line = trainer._budget_line(trainer.make_algorithm(env), 0, physics_backend(env))
+    assert ("MuJoCo C physics" if jax.default_backend() == "cpu" else "MJX physics") in line
+    assert physics_backend(make_env(load_config(["env=stub"]).env)) == ""
+
