@@ -89,30 +89,28 @@ def test_evaluation_time_is_logged_on_its_own(ppo_runs):
 
 
 def test_the_next_chunk_is_queued_before_logging_and_changes_nothing(ppo_runs, tmp_path, monkeypatch):
-    """Without an evaluation or checkpoint due, each chunk is dispatched before the previous one's
-    metrics are logged (the device keeps working while Python logs), the first chunk is one
-    iteration and the next fills up to log_every, and the result equals the run that stopped
-    after every chunk to evaluate and save."""
+    """Without an evaluation or checkpoint due, each chunk is queued (handed to the thread that
+    calls chunks) before the previous one's metrics are logged (the device keeps working while
+    Python logs), the first chunk is one iteration and the next fills up to log_every, and the
+    result equals the run that stopped after every chunk to evaluate and save."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from wildrobot.train import runner
 
     root, full = ppo_runs
-    events = []
-    compiled_result, log_scalars = runner.BackgroundCompile.result, runner.TensorBoardLogger.scalars
+    events = []  # appended in the main thread only, so their order is the runner's
+    log_scalars = runner.TensorBoardLogger.scalars
 
-    def recording_result(self):
-        compiled = compiled_result(self)
-
-        def dispatch(carry, n):
-            events.append(f"dispatch {n}")
-            return compiled(carry, n)
-
-        return dispatch
+    class RecordingWorker(ThreadPoolExecutor):
+        def submit(self, fn, carry, n):
+            events.append(f"dispatch {int(n)}")
+            return super().submit(fn, carry, n)
 
     def recording_scalars(self, scalars, step):
         events.append(f"log {step}")
         return log_scalars(self, scalars, step)
 
-    monkeypatch.setattr(runner.BackgroundCompile, "result", recording_result)
+    monkeypatch.setattr(runner, "ThreadPoolExecutor", RecordingWorker)
     monkeypatch.setattr(runner.TensorBoardLogger, "scalars", recording_scalars)
     queued = make_trainer(TINY_PPO + ["trainer.log_every=2", "trainer.checkpoint_every=0", "trainer.eval_every=0",
                                       "trainer.iterations=4"], tmp_path / "queued")

@@ -132,7 +132,7 @@ def test_chunks_that_call_back_into_python_are_timed_and_logged_each_on_its_own(
     from wildrobot.envs import factory
     from wildrobot.envs.stub import StubEnv
 
-    pause, unroll = 0.02, 8
+    pause, unroll = 0.05, 8
     finished = []  # (kind, time): a step of the physics, or a progress line
 
     class SlowStub(StubEnv):
@@ -160,7 +160,8 @@ def test_chunks_that_call_back_into_python_are_timed_and_logged_each_on_its_own(
     assert trainer.run() == 0
     assert trainer.chunk_iterations == [1, 1, 2, 1]  # a checkpoint after iterations 2 and 4
     for n, seconds in zip(trainer.chunk_iterations[1:], trainer.chunk_seconds[1:]):
-        assert seconds >= n * unroll * pause
+        # (a chunk is queued just before the previous one's clock stops, so allow a little)
+        assert seconds >= 0.8 * n * unroll * pause
     kinds = [k for k, _ in finished]
     first_line = kinds.index("line")
     # the first chunk's line comes after its steps and before the second chunk's steps are all done
