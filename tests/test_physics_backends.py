@@ -123,3 +123,42 @@ def test_the_budget_line_names_the_physics_that_runs(tmp_path):
     assert ("MuJoCo C physics" if jax.default_backend() == "cpu" else "MJX physics") in line
     assert physics_backend(make_env(load_config(["env=stub"]).env)) == ""
 
+
+
+def test_a_wildrobot_run_resumed_from_its_checkpoint_matches_the_uninterrupted_run(tmp_path_factory, tmp_path):
+    """The physics state (with the solver's warm start) is in the checkpointed carry and the C
+    batch keeps nothing between calls that matters: resume is bit for bit, as on MJX."""
+    import shutil
+
+    from conftest import assert_trees_equal, make_trainer, restore_latest
+    from trained_runs import WILDROBOT_OVERRIDES, wildrobot_run
+
+    one_iteration = wildrobot_run(tmp_path_factory)  # the shared 1-iteration run, with a checkpoint
+    part = tmp_path / "part"
+    shutil.copytree(one_iteration, part)  # resume a copy: other tests read the shared run
+    two = [*WILDROBOT_OVERRIDES, "trainer.iterations=2"]
+    resumed = make_trainer([*two, f"trainer.resume={part}"], tmp_path / "resumed_hydra_dir")
+    assert resumed.run() == 0
+    full = make_trainer(two, tmp_path / "full")
+    assert full.run() == 0
+    a, _, step_a = restore_latest(tmp_path / "full", full)
+    b, _, step_b = restore_latest(part, full)
+    assert step_a == step_b == 2
+    assert_trees_equal(a, b)
+
+
+def test_resuming_on_the_other_physics_backend_says_how_to_continue(tmp_path_factory, tmp_path):
+    import shutil
+
+    from conftest import make_trainer
+    from trained_runs import WILDROBOT_OVERRIDES, wildrobot_run
+    from wildrobot.train.checkpoint import CheckpointError
+
+    run = tmp_path / "run"
+    shutil.copytree(wildrobot_run(tmp_path_factory), run)
+    saved = resolve_backend("auto")
+    other = "mjx" if saved == "mujoco" else "mujoco"
+    trainer = make_trainer([*WILDROBOT_OVERRIDES, "trainer.iterations=2", f"env.sim.backend={other}",
+                            f"trainer.resume={run}"], tmp_path / "hydra_dir")
+    with pytest.raises(CheckpointError, match=f"Resume with env.sim.backend={saved}"):
+        trainer.run()

@@ -261,7 +261,7 @@ class Trainer:
         if resume:
             run_dir, step, manager = resume
             abstract = jax.eval_shape(algo.init, key)
-            diff = self._resume_diff(ckpt, step, manager)
+            diff = self._resume_diff(ckpt, step, manager, physics_backend(env))
             carry, meta, start = ckpt.restore_newest(abstract, step=step, manager=manager,
                                                      config_diff=("\nKeys that differ:\n  " + "\n  ".join(diff)) if diff else "")
             if diff:
@@ -404,7 +404,7 @@ class Trainer:
 
         return chunk
 
-    def _resume_diff(self, ckpt: Checkpointer, step: Optional[int], manager: str) -> list[str]:
+    def _resume_diff(self, ckpt: Checkpointer, step: Optional[int], manager: str, physics: str = "") -> list[str]:
         meta = ckpt.newest_meta(manager, step)
         if meta is None:
             return []  # restore_newest reports what is wrong with each checkpoint
@@ -413,6 +413,14 @@ class Trainer:
                 f"the checkpoint was written by env '{meta.get('env')}' with algo '{meta.get('algo')}', "
                 f"but this run is env '{self.cfg.env.name}' with algo '{self.cfg.algo.name}'. "
                 f"Resume with env={meta.get('env')} algo={meta.get('algo')}.")
+        # Checkpoints from before the MuJoCo C backend have no "physics": they all stepped MJX.
+        saved = meta.get("physics", "mjx" if physics else "")
+        if physics and saved and saved != physics:
+            raise CheckpointError(
+                f"the checkpoint's env state was stepped by {PHYSICS_NAMES.get(saved, saved)}, but this run's "
+                f"physics is {PHYSICS_NAMES.get(physics, physics)} (env.sim.backend=auto picks MuJoCo C on a CPU "
+                f"and MJX on a GPU), and one cannot continue the other's state. Resume with "
+                f"env.sim.backend={saved}, or evaluate or export the run's policy, which does not need it.")
         return config_differences(meta.get("config", {}), self.cfg)
 
     def _budget_line(self, algo: Algorithm, start: int, physics: str = "") -> str:
