@@ -67,7 +67,8 @@ def test_ppo_amp_says_it_is_not_built(tmp_path):
     assert "not built yet" in res.stdout
 
 
-def test_ctrl_c_saves_a_complete_checkpoint_that_resumes(tmp_path):
+@pytest.mark.parametrize("deliveries", [1, 2], ids=["once", "twice_as_uv_run_forwards_it_without_a_terminal"])
+def test_ctrl_c_saves_a_complete_checkpoint_that_resumes(tmp_path, deliveries):
     args = TINY_PPO + ["trainer.iterations=100000", "trainer.log_every=2", "trainer.checkpoint_every=1000",
                        "trainer.eval_every=0", "hydra.run.dir=run"]
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=tmp_path, stdout=subprocess.PIPE,
@@ -79,6 +80,9 @@ def test_ctrl_c_saves_a_complete_checkpoint_that_resumes(tmp_path):
         if line.startswith("it ") or time.time() > deadline:
             break
     proc.send_signal(signal.SIGINT)
+    if deliveries == 2:  # the same Ctrl-C again, as `uv run` without a terminal relays it
+        time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     text = "".join(lines) + out
     assert proc.returncode == 130, text

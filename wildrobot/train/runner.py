@@ -184,10 +184,16 @@ def resolve_resume(spec: str, search_root: Path, current_run_dir: Path,
 
 class StopRequest:
     """Ctrl-C / SIGTERM set a flag; the loop saves a checkpoint at the next chunk boundary and exits.
-    A second Ctrl-C interrupts at once."""
+    A second Ctrl-C, a second or more after the first, interrupts at once. One sooner is taken for
+    the same Ctrl-C delivered twice: without a terminal (a script, an IDE's stop button, a
+    supervisor signalling the process group), ``uv run`` forwards the group's SIGINT to its child,
+    which has it already."""
+
+    SAME_SIGNAL_S = 1.0
 
     def __init__(self):
         self.signum: Optional[int] = None
+        self._first = 0.0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self):
@@ -199,9 +205,11 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame):
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
+        if self.signum is not None:
+            if signum == signal.SIGINT and time.monotonic() - self._first >= self.SAME_SIGNAL_S:
+                raise KeyboardInterrupt
+            return
+        self.signum, self._first = signum, time.monotonic()
         tqdm.write(f"\n{signal.Signals(signum).name} received: saving a checkpoint when the chunk now running ends "
                    f"(Ctrl-C again to abort without saving)", file=sys.stderr)
 
