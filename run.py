@@ -4,7 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from wildrobot.cli import main as wildrobot_main
-from wildrobot.config import register_configs
+from wildrobot.cli import register_configs
 
 register_configs()
 

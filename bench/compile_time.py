@@ -33,11 +33,11 @@ import numpy as np
 from common import random_action_rollout
 
 import wildrobot
-from wildrobot.config import load_config
+from wildrobot.cli import load_config
 from wildrobot.dispatch import trainer_class
 from wildrobot.envs.factory import make_env
 from wildrobot.jax_setup import configure_jax
-from wildrobot.train.runner import CHUNK_LENGTH
+from wildrobot.train.chunks import CHUNK_LENGTH, make_chunk
 
 
 PARTS = ("chunk", "env", "update", "physics", "physics-one")
@@ -89,7 +89,7 @@ def program(part: str, trainer, algo, key: jax.Array) -> tuple[Any, tuple]:
     """(jitted function, abstract arguments) of one part of the trainer's chunk."""
     state = jax.eval_shape(algo.init, key)
     if part == "chunk":
-        return jax.jit(trainer._make_chunk(algo), donate_argnums=0), (state, CHUNK_LENGTH)
+        return jax.jit(make_chunk(algo, trainer.cfg.trainer.log_every), donate_argnums=0), (state, CHUNK_LENGTH)
     if part == "update":
         traj = jax.eval_shape(algo.rollout, state, key)[1]
         return jax.jit(algo.update), (state, traj, key)

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import jax
 
-from wildrobot.config import load_config
+from wildrobot.cli import load_config
 from wildrobot.dispatch import trainer_class
 from wildrobot.eval import evaluate_policy, format_table
 from wildrobot.jax_setup import configure_jax
 from wildrobot.plot import make_plots
-from wildrobot.train.loading import load_run
+from wildrobot.runs import load_run
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 import jax
 from common import random_action_rollout
 
-from wildrobot.config import load_config
+from wildrobot.cli import load_config
 from wildrobot.dispatch import trainer_class
 from wildrobot.envs.factory import make_env
 from wildrobot.jax_setup import configure_jax

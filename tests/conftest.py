@@ -1,4 +1,6 @@
-"""Shared test setup: a persistent compilation cache and Hydra composition helpers."""
+"""Shared test setup: a persistent compilation cache, Hydra composition helpers, and the short
+real training runs that the evaluation, export, sim-to-sim and resume tests read (each trained
+once per test session, by a session-scoped fixture)."""
 
 from __future__ import annotations
 
@@ -19,13 +21,13 @@ configure_jax()
 
 def compose(overrides: list[str]):
     """The DictConfig ``run.py`` would see for these overrides."""
-    from wildrobot.config import compose_config
+    from wildrobot.cli import compose_config
 
     return compose_config(overrides)
 
 
 def typed_config(overrides: list[str]):
-    from wildrobot.config import load_config
+    from wildrobot.cli import load_config
 
     return load_config(overrides)
 
@@ -44,6 +46,17 @@ TINY_PPO = [
     "trainer.progress=false",
 ]
 
+STUB_OVERRIDES = [*TINY_PPO, "trainer.iterations=20", "trainer.log_every=10", "trainer.eval_every=10",
+                  "trainer.checkpoint_every=10"]
+
+# The smallest WildRobot run that writes a checkpoint: one PPO iteration on two envs (the cost is
+# compiling the env's programs, not training).
+WILDROBOT_OVERRIDES = [
+    "env=wildrobot", "algo=ppo", "trainer.num_envs=2", "algo.unroll_length=2", "algo.num_minibatches=1",
+    "algo.num_epochs=1", "algo.policy.hidden_sizes=[16]", "algo.value.hidden_sizes=[16]", "trainer.iterations=1",
+    "trainer.log_every=1", "trainer.eval_every=0", "trainer.checkpoint_every=1", "trainer.progress=false",
+]
+
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 240, **kwargs):
     import subprocess
@@ -59,11 +72,29 @@ def tmp_cwd(tmp_path, monkeypatch):
     return tmp_path
 
 
-def make_trainer(overrides: list[str], run_dir: Path):
+def make_trainer(overrides: list[str], run_dir: Path, **kwargs):
     from wildrobot.dispatch import trainer_class
 
     cfg = typed_config(overrides)
-    return trainer_class(cfg)(cfg, run_dir, search_root=run_dir.parent)
+    return trainer_class(cfg)(cfg, run_dir, search_root=run_dir.parent, **kwargs)
+
+
+def _trained(tmp_path_factory, name: str, overrides: list[str]) -> Path:
+    run_dir = tmp_path_factory.mktemp(name) / "run"
+    assert make_trainer(overrides, run_dir).run() == 0
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def stub_run(tmp_path_factory) -> Path:
+    """A 20-iteration PPO run on the stub env, with latest and best checkpoints (read-only: copy it to change it)."""
+    return _trained(tmp_path_factory, "stub_run", STUB_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def wildrobot_run(tmp_path_factory) -> Path:
+    """A one-iteration PPO run on WildRobot with its checkpoint (read-only: copy it to change it)."""
+    return _trained(tmp_path_factory, "wildrobot_run", WILDROBOT_OVERRIDES)
 
 
 def assert_trees_equal(a, b):

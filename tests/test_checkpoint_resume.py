@@ -93,24 +93,22 @@ def test_the_next_chunk_is_queued_before_logging_and_changes_nothing(ppo_runs, t
     calls chunks) before the previous one's metrics are logged (the device keeps working while
     Python logs), the first chunk is one iteration and the next fills up to log_every, and the
     result equals the run that stopped after every chunk to evaluate and save."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from wildrobot.train import runner
+    from wildrobot.train import chunks, runner
 
     root, full = ppo_runs
     events = []  # appended in the main thread only, so their order is the runner's
+    launch = chunks.ChunkRunner.launch
     log_scalars = runner.TensorBoardLogger.scalars
 
-    class RecordingWorker(ThreadPoolExecutor):
-        def submit(self, fn, carry, n):
-            events.append(f"dispatch {int(n)}")
-            return super().submit(fn, carry, n)
+    def recording_launch(self, carry, start, iterations):
+        events.append(f"dispatch {iterations}")
+        return launch(self, carry, start, iterations)
 
     def recording_scalars(self, scalars, step):
         events.append(f"log {step}")
         return log_scalars(self, scalars, step)
 
-    monkeypatch.setattr(runner, "ThreadPoolExecutor", RecordingWorker)
+    monkeypatch.setattr(chunks.ChunkRunner, "launch", recording_launch)
     monkeypatch.setattr(runner.TensorBoardLogger, "scalars", recording_scalars)
     queued = make_trainer(TINY_PPO + ["trainer.log_every=2", "trainer.checkpoint_every=0", "trainer.eval_every=0",
                                       "trainer.iterations=4"], tmp_path / "queued")
@@ -154,7 +152,7 @@ def test_truncated_checkpoint_is_reported_and_the_previous_one_used(tmp_path, ca
 
 
 def test_missing_resume_path_is_a_clear_error(tmp_path):
-    from wildrobot.config import ConfigError
+    from wildrobot.errors import ConfigError
 
     trainer = make_trainer(["env=stub", "algo=jax_smoke", f"trainer.resume={tmp_path / 'nope'}"], tmp_path / "r")
     with pytest.raises(ConfigError, match="does not exist"):
@@ -183,7 +181,7 @@ def test_a_run_from_an_env_with_other_state_still_loads_its_policy(ppo_runs, mon
     still load the policy and normaliser, bit for bit; resuming is refused with the shape error."""
     from wildrobot.envs.stub import StubEnv
     from wildrobot.train.checkpoint import StateShapeError
-    from wildrobot.train.loading import load_run
+    from wildrobot.runs import load_run
 
     root, full = ppo_runs
     before = load_run(root / "full")

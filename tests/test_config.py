@@ -9,7 +9,11 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from conftest import CONF, compose, typed_config
-from wildrobot.config import Config, ConfigError, PPOAMPConfig, PPOConfig, SmokeConfig, TrainerConfig
+from wildrobot.algos.amp_config import PPOAMPConfig
+from wildrobot.algos.ppo_config import PPOConfig
+from wildrobot.algos.smoke_config import SmokeConfig
+from wildrobot.config import Config, TrainerConfig
+from wildrobot.errors import ConfigError
 
 ENVS = sorted(p.stem for p in (CONF / "env").glob("*.yaml"))
 ALGOS = sorted(p.stem for p in (CONF / "algo").glob("*.yaml"))

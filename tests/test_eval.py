@@ -9,18 +9,18 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import ROOT
-from trained_runs import stub_run
-from wildrobot.eval import DEFAULT_COMMANDS, evaluate_policy, format_table, main, parse_commands
-from wildrobot.train.loading import load_run
+from wildrobot.eval import evaluate_policy, format_table, main, parse_commands
+from wildrobot.runs import load_run
 
 
 @pytest.fixture(scope="module")
-def stub_loaded(tmp_path_factory):
-    return load_run(stub_run(tmp_path_factory))
+def stub_loaded(stub_run):
+    return load_run(stub_run)
 
 
 def test_evaluate_policy_runs_each_command_for_full_episodes(stub_loaded):
@@ -42,7 +42,7 @@ def test_same_key_same_results(stub_loaded):
     a = evaluate_policy(stub_loaded, None, episodes=1, key=jax.random.key(3))
     b = evaluate_policy(stub_loaded, None, episodes=1, key=jax.random.key(3))
     np.testing.assert_array_equal(a.per_episode["return"], b.per_episode["return"])
-    assert a.commands.shape == (len(DEFAULT_COMMANDS["stub"]), 2)
+    assert a.commands.shape == (len(stub_loaded.env.evaluation_commands), 2)
 
 
 def test_table_has_a_row_per_command_and_an_overall_row(stub_loaded):
@@ -72,20 +72,22 @@ def test_actions_held_at_their_limit_are_counted_per_joint(stub_loaded):
     assert not any(line.startswith("a1 ") for line in table.splitlines())  # never at its limit: not listed
 
 
-def test_eval_cli_prints_the_table_and_says_why_there_is_no_video(tmp_path_factory, tmp_path):
-    run = stub_run(tmp_path_factory)
+@pytest.mark.parametrize("form", ["flags", "key=value"])
+def test_eval_cli_prints_the_table_and_says_why_there_is_no_video(stub_run, stub_loaded, tmp_path, form):
     out_json = tmp_path / "r.json"
-    r = subprocess.run([sys.executable, "-m", "wildrobot.eval", f"run={run}", "episodes=2", f"json={out_json}"],
+    args = ([str(stub_run), "--episodes", "2", "--json", str(out_json)] if form == "flags"
+            else [f"run={stub_run}", "episodes=2", f"json={out_json}"])  # the form of earlier versions
+    r = subprocess.run([sys.executable, "-m", "wildrobot.eval", *args],
                        cwd=ROOT, capture_output=True, text=True, timeout=240, env=dict(os.environ))
     assert r.returncode == 0, r.stderr
     assert "overall" in r.stdout and "Reward terms" in r.stdout
     assert "no video for this env (stub: no MuJoCo model)" in r.stdout
     data = json.loads(out_json.read_text())
-    assert len(data["per_command"]) == len(DEFAULT_COMMANDS["stub"]) and data["episodes_per_command"] == 2
+    assert len(data["per_command"]) == len(stub_loaded.env.evaluation_commands) and data["episodes_per_command"] == 2
 
 
 @pytest.mark.parametrize("make_path", ["missing", "no_checkpoints", "corrupt"])
-def test_unloadable_checkpoint_exits_2_naming_the_path(make_path, tmp_path_factory, tmp_path, capsys):
+def test_unloadable_checkpoint_exits_2_naming_the_path(make_path, stub_run, tmp_path, capsys):
     if make_path == "missing":
         path = tmp_path / "nothing_here"
     elif make_path == "no_checkpoints":
@@ -94,21 +96,27 @@ def test_unloadable_checkpoint_exits_2_naming_the_path(make_path, tmp_path_facto
         import shutil
 
         path = tmp_path / "run"
-        shutil.copytree(stub_run(tmp_path_factory) / "checkpoints", path / "checkpoints")
+        shutil.copytree(stub_run / "checkpoints", path / "checkpoints")
         for step_dir in (path / "checkpoints" / "latest").iterdir():
             shutil.rmtree(step_dir / "state")  # every latest checkpoint lost its arrays
-    code = main([f"run={path}", "video=none", "json=none"])
+    code = main([str(path), "--video", "none", "--json", "none"])
     err = capsys.readouterr().err
     assert code == 2
     assert str(path) in err and "Expected a run directory" in err and "Traceback" not in err
 
 
 def test_bad_arguments_exit_2_with_usage(capsys):
-    assert main(["episodes=2"]) == 2
-    assert "run=<run dir or checkpoint> is required" in capsys.readouterr().err
-    assert main(["run=x", "colour=red"]) == 2
-    assert "unknown key 'colour'" in capsys.readouterr().err
-    assert main(["run=x", "episodes=two"]) == 2
+    assert main(["--episodes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "the following arguments are required: run" in err and "usage: python -m wildrobot.eval" in err
+    assert main(["x", "--colour", "red"]) == 2
+    assert "unrecognized arguments: --colour red" in capsys.readouterr().err
+    assert main(["x", "--episodes", "two"]) == 2
+    assert "--episodes: invalid int value: 'two'" in capsys.readouterr().err
+    assert main(["x", "--which", "worst"]) == 2
+    assert "invalid choice: 'worst'" in capsys.readouterr().err
+    assert main(["run=x", "episodes=0"]) == 2  # the key=value form reads the same
+    assert "--episodes must be >= 1" in capsys.readouterr().err
 
 
 def test_commands_parse_from_the_command_line():
@@ -120,14 +128,12 @@ def test_commands_parse_from_the_command_line():
 # ------------------------------------------------------------------------------------------------
 # WildRobot: a checkpoint of a real (one-iteration) run, a short evaluation, a few video frames
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # reading the MP4 back runs ffmpeg
-def test_eval_of_a_wildrobot_checkpoint_prints_the_table_and_writes_the_video(tmp_path_factory, tmp_path, capsys):
-    from trained_runs import wildrobot_run
+def test_eval_of_a_wildrobot_checkpoint_prints_the_table_and_writes_the_video(wildrobot_run, tmp_path, capsys):
     from wildrobot.render import gl_backend, no_backend_reason
 
-    run = wildrobot_run(tmp_path_factory)
     video = tmp_path / "eval.mp4"
-    code = main([f"run={run}", "steps=30", "commands=0,0,0;0.2,0,0.5", f"video={video}", "video_seconds=0.3",
-                 f"json={tmp_path / 'r.json'}"])
+    code = main([str(wildrobot_run), "--steps", "30", "--commands", "0,0,0;0.2,0,0.5", "--video", str(video),
+                 "--video-seconds", "0.3", "--json", str(tmp_path / "r.json")])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "+0.20 +0.00 +0.50" in out and "overall" in out and "vx err" in out and "yaw_rate err" in out
@@ -175,3 +181,46 @@ def test_offscreen_renderer_draws_the_scene_and_the_text():
         with_text = r.render(data, Overlay("command", "vx +0.20"))
     assert plain.shape == (64, 96, 3) and plain.std() > 5
     assert np.abs(with_text.astype(int) - plain).sum() > 0
+
+
+def test_the_shared_evaluation_rollout_matches_a_plain_python_loop():
+    """``run_episodes`` (behind ``evaluate_policy`` and training-time evaluation) against one env
+    stepped episode by episode in Python: an episode stops counting at its first termination."""
+    from wildrobot.algos.evaluation import run_episodes
+    from wildrobot.envs.stub import StubEnv
+    from wildrobot.envs.stub_config import StubEnvConfig
+
+    env = StubEnv(StubEnvConfig(episode_length=30, max_speed=1.0))
+    gains = jnp.array([[-2.0, 0.0], [0.0, -2.0], [2.5, 0.0], [0.0, 2.5], [0.0, 0.0], [0.0, 0.0]])
+
+    def policy(obs):  # drives towards the command, saturating (|a| = 1) when far from it
+        return jnp.clip(obs @ gains, -1.0, 1.0)
+
+    keys = jax.random.split(jax.random.key(5), 3)
+    commands = jnp.array([[0.5, 0.0], [0.0, -0.5], [0.9, 0.9]])  # the last is faster than max_speed: it falls
+    summed = ("reward/", "tracking/")
+    totals, _ = jax.jit(lambda k, c: run_episodes(env, policy, k, 30, c, summed=summed))(keys, commands)
+
+    step = jax.jit(env.step)
+    for i in range(3):
+        state = env.set_command(env.reset(keys[i]), commands[i])
+        expected = {k: 0.0 for k in ("return", "length", "fall", *[m for m in state.metrics if m.startswith(summed)])}
+        at_limit, alive = np.zeros(env.action_size), True
+        for _ in range(30):
+            action = policy(state.obs["actor"][None])[0]
+            state = step(state, action)
+            if alive:
+                expected["return"] += float(state.reward)
+                expected["length"] += 1
+                expected["fall"] += float(state.done)
+                for k in expected:
+                    if k.startswith(summed):
+                        expected[k] += float(state.metrics[k])
+                at_limit += np.abs(np.asarray(action)) >= 1.0
+                alive = float(state.done) == 0.0
+        for k, v in expected.items():
+            np.testing.assert_allclose(float(totals[k][i]), v, rtol=1e-5, atol=1e-5, err_msg=k)
+        np.testing.assert_array_equal(np.asarray(totals["at_limit"][i]), at_limit)
+    assert float(totals["fall"][2]) == 1.0 and float(totals["length"][2]) < 30
+    assert float(totals["fall"][0]) == 0.0 and float(totals["length"][0]) == 30
+    assert np.asarray(totals["at_limit"]).max() > 0

@@ -9,14 +9,13 @@ import numpy as np
 import onnx
 import pytest
 
-from trained_runs import stub_run
 from wildrobot.export import META_KEY, SIDECAR_FORMAT, export, main, onnx_actions, policy_function
-from wildrobot.train.loading import load_run
+from wildrobot.runs import load_run
 
 
 @pytest.fixture(scope="module")
-def stub_export(tmp_path_factory):
-    loaded = load_run(stub_run(tmp_path_factory))
+def stub_export(stub_run, tmp_path_factory):
+    loaded = load_run(stub_run)
     out = tmp_path_factory.mktemp("export")
     onnx_path, json_path, meta = export(loaded, out / "policy.onnx")
     return loaded, onnx_path, json_path, meta
@@ -66,15 +65,10 @@ def test_export_of_a_missing_run_says_what_is_expected(tmp_path, capsys):
     assert "nope" in err and "does not exist" in err and "Traceback" not in err
 
 
-def test_wildrobot_sidecar_matches_the_robot_description(tmp_path_factory):
-    from trained_runs import wildrobot_deploy_ready, wildrobot_run
-
-    ready, why = wildrobot_deploy_ready()
-    if not ready:
-        pytest.skip(why)
+def test_wildrobot_sidecar_matches_the_robot_description(wildrobot_run, tmp_path_factory):
     from wildrobot.robot.description import load_robot_description
 
-    loaded = load_run(wildrobot_run(tmp_path_factory))
+    loaded = load_run(wildrobot_run)
     onnx_path, _, meta = export(loaded, tmp_path_factory.mktemp("wr_sidecar") / "policy.onnx")
     desc = load_robot_description(loaded.cfg.env.robot)
     robot, action = meta["robot"], meta["action"]

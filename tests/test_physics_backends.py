@@ -9,7 +9,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from wildrobot.config import ConfigError, load_config
+from wildrobot.cli import load_config
+from wildrobot.errors import ConfigError
 from wildrobot.envs.physics import MujocoPhysics, resolve_backend, scaled_servo_setpoint
 from wildrobot.robot import load_robot_description
 
@@ -115,25 +116,24 @@ def test_backend_auto_is_mujoco_c_on_cpu_and_a_wrong_name_is_a_config_error():
 def test_the_budget_line_names_the_physics_that_runs(tmp_path):
     from conftest import TINY_PPO, make_trainer
     from wildrobot.envs.factory import make_env
-    from wildrobot.train.runner import physics_backend
+    from wildrobot.train.progress import budget_line
 
     trainer = make_trainer([*TINY_PPO, "env=wildrobot"], tmp_path / "run")
     env = make_env(trainer.cfg.env)
-    line = trainer._budget_line(trainer.make_algorithm(env), 0, physics_backend(env))
+    line = budget_line(trainer.cfg, trainer.make_algorithm(env), 0, env.physics_backend, tmp_path / "run")
     assert ("MuJoCo C physics" if jax.default_backend() == "cpu" else "MJX physics") in line
-    assert physics_backend(make_env(load_config(["env=stub"]).env)) == ""
+    assert make_env(load_config(["env=stub"]).env).physics_backend == ""
 
 
 
-def test_a_wildrobot_run_resumed_from_its_checkpoint_matches_the_uninterrupted_run(tmp_path_factory, tmp_path):
+def test_a_wildrobot_run_resumed_from_its_checkpoint_matches_the_uninterrupted_run(wildrobot_run, tmp_path):
     """The physics state (with the solver's warm start) is in the checkpointed carry and the C
     batch keeps nothing between calls that matters: resume is bit for bit, as on MJX."""
     import shutil
 
-    from conftest import assert_trees_equal, make_trainer, restore_latest
-    from trained_runs import WILDROBOT_OVERRIDES, wildrobot_run
+    from conftest import WILDROBOT_OVERRIDES, assert_trees_equal, make_trainer, restore_latest
 
-    one_iteration = wildrobot_run(tmp_path_factory)  # the shared 1-iteration run, with a checkpoint
+    one_iteration = wildrobot_run  # the shared 1-iteration run, with a checkpoint
     part = tmp_path / "part"
     shutil.copytree(one_iteration, part)  # resume a copy: other tests read the shared run
     two = [*WILDROBOT_OVERRIDES, "trainer.iterations=2"]
@@ -147,15 +147,14 @@ def test_a_wildrobot_run_resumed_from_its_checkpoint_matches_the_uninterrupted_r
     assert_trees_equal(a, b)
 
 
-def test_resuming_on_the_other_physics_backend_says_how_to_continue(tmp_path_factory, tmp_path):
+def test_resuming_on_the_other_physics_backend_says_how_to_continue(wildrobot_run, tmp_path):
     import shutil
 
-    from conftest import make_trainer
-    from trained_runs import WILDROBOT_OVERRIDES, wildrobot_run
+    from conftest import WILDROBOT_OVERRIDES, make_trainer
     from wildrobot.train.checkpoint import CheckpointError
 
     run = tmp_path / "run"
-    shutil.copytree(wildrobot_run(tmp_path_factory), run)
+    shutil.copytree(wildrobot_run, run)
     saved = resolve_backend("auto")
     other = "mjx" if saved == "mujoco" else "mujoco"
     trainer = make_trainer([*WILDROBOT_OVERRIDES, "trainer.iterations=2", f"env.sim.backend={other}",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 
-from trained_runs import stub_run
 from wildrobot.plot import labels_for, main
 
 
@@ -12,16 +11,16 @@ def _is_png(path) -> bool:
     return path.stat().st_size > 1000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_plot_writes_nonempty_pngs_for_one_run(tmp_path_factory, capsys):
-    run = stub_run(tmp_path_factory)
+def test_plot_writes_nonempty_pngs_for_one_run(stub_run, capsys):
+    run = stub_run
     assert main([str(run)]) == 0
     for name in ("learning_curves", "reward_terms", "training"):
         assert _is_png(run / "plots" / f"{name}.png"), name
     assert "learning_curves.png" in capsys.readouterr().out
 
 
-def test_several_runs_share_one_plot_labelled_by_their_differing_overrides(tmp_path_factory, tmp_path):
-    run = stub_run(tmp_path_factory)
+def test_several_runs_share_one_plot_labelled_by_their_differing_overrides(stub_run, tmp_path):
+    run = stub_run
     # A two-run "sweep": the same events under a second name and a different override.
     sweep = tmp_path / "sweep"
     for i, lr in enumerate(("3e-4", "1e-3")):

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import make_trainer
 from wildrobot.algos.ppo import gaussian_log_prob, ppo_loss
-from wildrobot.config import PPOConfig
+from wildrobot.algos.ppo_config import PPOConfig
 
 
 def test_ppo_loss_matches_hand_computation():
@@ -91,8 +91,8 @@ def test_mirror_loss_matches_hand_computation():
 
 
 def test_the_stub_mirror_is_a_symmetry_of_its_dynamics():
-    from wildrobot.config import StubEnvConfig
     from wildrobot.envs.stub import StubEnv
+    from wildrobot.envs.stub_config import StubEnvConfig
 
     env = StubEnv(StubEnvConfig())
     mirror = env.mirror
@@ -110,9 +110,10 @@ def test_the_stub_mirror_is_a_symmetry_of_its_dynamics():
 
 def test_symmetry_coef_on_an_env_without_a_mirror_is_a_config_error():
     from wildrobot.algos.ppo import PPO
-    from wildrobot.config import ConfigError, StubEnvConfig
     from wildrobot.envs.stub import StubEnv
+    from wildrobot.envs.stub_config import StubEnvConfig
     from wildrobot.envs.wrappers import wrap_for_training
+    from wildrobot.errors import ConfigError
 
     class Asymmetric(StubEnv):
         mirror = None
@@ -129,7 +130,7 @@ STUB_RUN = ["env=stub", "algo=ppo", "trainer.num_envs=64", "algo.unroll_length=1
 
 
 @pytest.fixture(scope="module")
-def stub_run(tmp_path_factory):
+def learned_stub(tmp_path_factory):
     """One real training run on the stub env, shared by the tests below."""
     run_dir = tmp_path_factory.mktemp("ppo_stub") / "run"
     trainer = make_trainer([*STUB_RUN, "algo.symmetry_coef=0"], run_dir)
@@ -137,8 +138,8 @@ def stub_run(tmp_path_factory):
     return trainer, run_dir, code
 
 
-def test_ppo_learns_the_stub_task(stub_run):
-    trainer, _, code = stub_run
+def test_ppo_learns_the_stub_task(learned_stub):
+    trainer, _, code = learned_stub
     assert code == 0
     m = trainer.final_metrics
     # A random policy earns about 20 per 100-step episode; tracking the command earns close to 100.
@@ -151,7 +152,7 @@ def _asymmetry(trainer, run_dir) -> float:
     """Mean |pi(mirror(s)) - mirror(pi(s))|^2 of the trained mean action over the observations
     of the run's last env states (the states it trained on)."""
     from wildrobot.algos.normalize import normalize
-    from wildrobot.train.loading import load_run
+    from wildrobot.runs import load_run
 
     loaded = load_run(run_dir)
     mirror, algo = loaded.env.mirror, loaded.algorithm
@@ -163,8 +164,8 @@ def _asymmetry(trainer, run_dir) -> float:
     return float(jnp.mean(jnp.sum((mean_action(mirror.actor_obs(obs)) - mirror.action(mean_action(obs))) ** 2, -1)))
 
 
-def test_the_mirror_loss_makes_the_learned_policy_symmetric(stub_run, tmp_path):
-    plain, plain_dir, _ = stub_run
+def test_the_mirror_loss_makes_the_learned_policy_symmetric(learned_stub, tmp_path):
+    plain, plain_dir, _ = learned_stub
     mirrored = make_trainer([*STUB_RUN, "algo.symmetry_coef=1.0"], tmp_path / "run")
     assert mirrored.run() == 0
     assert mirrored.final_metrics["eval/return"] > 85.0  # it still learns the task
@@ -174,13 +175,13 @@ def test_the_mirror_loss_makes_the_learned_policy_symmetric(stub_run, tmp_path):
     assert with_loss < 0.5 * without
 
 
-def test_chunk_compiles_once(stub_run):
-    trainer, _, _ = stub_run
+def test_chunk_compiles_once(learned_stub):
+    trainer, _, _ = learned_stub
     assert trainer.trace_count == 1  # chunks of 1, 9, 10, 10 and 10 iterations ran, one trace
     assert trainer.chunk_iterations == [1, 9, 10, 10, 10]
 
 
-def test_best_and_latest_checkpoints_are_kept(stub_run):
-    _, run_dir, _ = stub_run
+def test_best_and_latest_checkpoints_are_kept(learned_stub):
+    _, run_dir, _ = learned_stub
     assert sorted(int(p.name) for p in (run_dir / "checkpoints/latest").iterdir() if p.name.isdigit()) == [20, 40]
     assert len([p for p in (run_dir / "checkpoints/best").iterdir() if p.name.isdigit()]) == 1

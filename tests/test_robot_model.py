@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
-from wildrobot.envs.physics import MjxPhysics, quat_to_mat, scaled_servo_setpoint, wxyz_to_xyzw, xyzw_to_wxyz, yaw_from_quat, yaw_quat
+from wildrobot.envs.frames import quat_to_mat, wxyz_to_xyzw, xyzw_to_wxyz, yaw_from_quat, yaw_quat
+from wildrobot.envs.physics import MjxPhysics, scaled_servo_setpoint
 from wildrobot.robot import fidelity, load_robot_description
 
 

@@ -1,10 +1,12 @@
-"""The runner's background compile: the compiled program is the jitted one, traced once; an error
-raised while tracing reaches the caller that waits for it; Ctrl-C does not cut the wait short.
-The chunk program: its length is an argument, and short chunks continue exactly; chunks that
-call back into Python are timed and logged each on its own."""
+"""The runner's phases: the background compile (the compiled program is the jitted one, traced
+once; an error raised while tracing reaches the caller that waits for it; Ctrl-C does not cut the
+wait short), the compiling line, the budget line, the chunk program (its length is an argument,
+and short chunks continue exactly), and chunks that call back into Python (timed and logged each on
+its own). Ordering is checked with events and an injected clock, never with sleeps."""
 
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -13,7 +15,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wildrobot.train.runner import BackgroundCompile
+from wildrobot.train.compiling import BackgroundCompile, ElapsedLine
+
+
+def wait_until_blocked_in(thread: threading.Thread, function, timeout: float = 60.0) -> None:
+    """Return once ``thread`` is inside a call of ``function`` (read from its stack)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident)
+        while frame is not None:
+            if frame.f_code is function.__code__:
+                return
+            frame = frame.f_back
+        time.sleep(0.001)  # polling the other thread's stack; nothing races on this interval
+    raise AssertionError(f"{thread.name} never entered {function.__qualname__}()")
 
 
 def test_compiled_in_background_equals_the_jitted_function_and_traces_once():
@@ -41,30 +56,68 @@ def test_an_error_while_tracing_reaches_the_waiting_caller():
 
 
 def test_after_ctrl_c_finish_still_waits_for_the_compiler():
-    # Ctrl-C lands while the compile thread works; exiting before it returns would abort the
-    # process, so finish() must keep waiting even after an interrupted wait.
-    def slow_to_trace(x):
-        time.sleep(1.5)
+    """Ctrl-C lands while the main thread waits for the compile thread; exiting before the compiler
+    returns would abort the process, so finish() must keep waiting even after an interrupted wait.
+    The compile is held by an event that is released only once the main thread waits in finish()."""
+    tracing, release = threading.Event(), threading.Event()
+
+    def held_while_tracing(x):
+        tracing.set()
+        assert release.wait(120), "never released"
         return x + 1
 
-    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
-    start = time.perf_counter()
-    timer.start()
-    compiling = BackgroundCompile(jax.jit(slow_to_trace), jax.ShapeDtypeStruct((2,), jnp.float32))
+    main = threading.current_thread()
+    compiling = BackgroundCompile(jax.jit(held_while_tracing), jax.ShapeDtypeStruct((2,), jnp.float32))
+    assert tracing.wait(60)
+
+    def ctrl_c_then_release():
+        wait_until_blocked_in(main, BackgroundCompile.result)
+        os.kill(os.getpid(), signal.SIGINT)
+        wait_until_blocked_in(main, BackgroundCompile.finish)
+        release.set()
+
+    helper = threading.Thread(target=ctrl_c_then_release)
+    helper.start()
     with pytest.raises(KeyboardInterrupt):
         compiling.result()
     compiling.finish()
-    assert time.perf_counter() - start >= 1.5
+    assert release.is_set()  # finish() returned only after the compile was let go
+    helper.join()
     assert float(compiling.result()(jnp.ones(2))[0]) == 2.0
+
+
+def test_the_compiling_line_ticks_while_the_main_thread_waits(capsys):
+    """The line's thread refreshes it while the main thread is blocked (as in a wait for XLA); the
+    elapsed time comes from the injected clock, one second per reading."""
+    seconds = iter(range(1000))
+    ticked = threading.Event()
+    ticks = []
+
+    class Line(ElapsedLine):
+        def refresh(self):
+            super().refresh()
+            if threading.current_thread() is not threading.main_thread():
+                ticks.append(1)
+                if len(ticks) == 2:
+                    ticked.set()
+
+    with Line("compiling", enabled=True, interval=0.001, clock=lambda: float(next(seconds))):
+        assert ticked.wait(60)  # the main thread blocks; only the line's own thread can set this
+    err = capsys.readouterr().err
+    assert "compiling: 00:02" in err and "compiling: 00:03" in err  # readings 2 and 3 after the start's 0
+    with ElapsedLine("compiling", enabled=False):
+        pass
+    assert "compiling" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("num_envs, warns", [(8, False), (8192, True)])
 def test_the_budget_line_names_the_device_and_flags_a_gpu_sized_batch_on_the_cpu(tmp_path, num_envs, warns):
     from conftest import TINY_PPO, make_trainer
     from wildrobot.envs.factory import make_env
+    from wildrobot.train.progress import budget_line
 
     trainer = make_trainer([*TINY_PPO, f"trainer.num_envs={num_envs}"], tmp_path / "run")
-    line = trainer._budget_line(trainer.make_algorithm(make_env(trainer.cfg.env)), 0)
+    line = budget_line(trainer.cfg, trainer.make_algorithm(make_env(trainer.cfg.env)), 0, "", tmp_path / "run")
     on_cpu = jax.default_backend() == "cpu"
     assert f"({num_envs} envs)" in line and ("on the CPU (" in line) == on_cpu
     assert ("uv run --extra cuda12" in line) == (warns and on_cpu)
@@ -76,19 +129,20 @@ def test_a_short_chunk_runs_only_its_iterations_and_continues_exactly(tmp_path):
     leave the state alone."""
     from conftest import TINY_PPO, assert_trees_equal, make_trainer
     from wildrobot.envs.factory import make_env
+    from wildrobot.train.chunks import make_chunk
 
     trainer = make_trainer(TINY_PPO + ["trainer.log_every=4", "trainer.checkpoint_every=0", "trainer.eval_every=0"],
                            tmp_path / "run")
     algo = trainer.make_algorithm(make_env(trainer.cfg.env))
-    iteration_traces = []
+    iteration_traces, chunk_traces = [], []
     iteration = algo.iteration
     algo.iteration = lambda c: (iteration_traces.append(1), iteration(c))[1]
-    chunk = jax.jit(trainer._make_chunk(algo))
+    chunk = jax.jit(make_chunk(algo, 4, on_trace=lambda: chunk_traces.append(1)))
     start = algo.init(jax.random.key(0))
     whole, whole_metrics = chunk(start, np.int32(3))
     first, first_metrics = chunk(start, np.int32(1))
     split, split_metrics = chunk(first, np.int32(2))
-    assert trainer.trace_count == 1 and len(iteration_traces) == 1  # the cond's branch and its shapes share one
+    assert len(chunk_traces) == 1 and len(iteration_traces) == 1  # the cond's branch and its shapes share one
     assert_trees_equal(whole, split)
     for key, rows in whole_metrics.items():
         np.testing.assert_array_equal(rows[:1], first_metrics[key][:1])
@@ -111,58 +165,55 @@ def test_chunks_start_with_one_iteration_and_end_at_the_budget(tmp_path):
     assert saved == [3, 6, 7]
 
 
-def test_the_compiling_line_ticks_while_the_main_thread_waits(capsys):
-    from wildrobot.train.runner import ElapsedLine
-
-    with ElapsedLine("compiling", enabled=True):
-        time.sleep(2.3)  # the main thread blocked, as in a wait for XLA
-    err = capsys.readouterr().err
-    assert "compiling: 00:01" in err and "compiling: 00:02" in err
-    with ElapsedLine("compiling", enabled=False):
-        time.sleep(1.2)
-    assert "compiling" not in capsys.readouterr().err
-
-
-def test_chunks_that_call_back_into_python_are_timed_and_logged_each_on_its_own(tmp_path, monkeypatch, capsys):
+def test_chunks_that_call_back_into_python_are_timed_and_logged_each_on_its_own(tmp_path, monkeypatch):
     """A program with a host callback (MuJoCo C physics) runs to its end inside the call on a CPU;
-    the runner calls chunks on a worker thread, so each chunk's time is its own (none reads as
-    instant because it ran while the previous one was being logged) and each progress line is
-    printed as soon as its chunk ends, before the next has run."""
+    the runner calls chunks on a worker thread, so each progress line is printed as soon as its
+    chunk ends, while the next chunk runs, and each chunk's time is its own program's.
+
+    Each chunk's first physics step waits until the previous chunk's line is out (a runner that
+    ran the next chunk before logging would keep it waiting: the wait's timeout then fails the
+    test), and every physics step advances the trainer's injected clock by one second."""
     from conftest import TINY_PPO, make_trainer
     from wildrobot.envs import factory
     from wildrobot.envs.stub import StubEnv
 
-    pause, unroll = 0.05, 8
-    finished = []  # (kind, time): a step of the physics, or a progress line
+    unroll, sizes = 4, [1, 1, 2, 1]  # iterations 0, 1, 2-3, 4: queued ahead, as no checkpoint is due before 5
+    first_steps = np.cumsum([0] + [n * unroll for n in sizes])[:-1]  # the physics step that starts each chunk
+    logged = [threading.Event() for _ in sizes]
+    now, order, stalled = [0.0], [], []
 
-    class SlowStub(StubEnv):
+    class CallbackStub(StubEnv):
         def step(self, state, action):
             state = super().step(state, action)
 
             def physics(x):
-                time.sleep(pause)
-                finished.append(("step", time.perf_counter()))
+                step = len([kind for kind, _ in order if kind == "step"])
+                chunk = int(np.searchsorted(first_steps, step, side="right")) - 1
+                if step == first_steps[chunk] and chunk > 0 and not logged[chunk - 1].wait(60):
+                    stalled.append(chunk)
+                now[0] += 1.0
+                order.append(("step", chunk))
                 return x
 
             shape = jax.ShapeDtypeStruct(state.reward.shape, state.reward.dtype)
             return state.replace(reward=jax.pure_callback(physics, shape, state.reward, vmap_method="broadcast_all"))
 
-    monkeypatch.setitem(factory.ENV_CONSTRUCTORS, "stub", SlowStub)
+    monkeypatch.setitem(factory.ENV_CONSTRUCTORS, "stub", CallbackStub)
     trainer = make_trainer([*TINY_PPO, f"algo.unroll_length={unroll}", "trainer.iterations=5", "trainer.log_every=2",
-                            "trainer.checkpoint_every=2", "trainer.eval_every=0"], tmp_path / "run")
-    write = trainer._summary_line
+                            "trainer.checkpoint_every=0", "trainer.eval_every=0"], tmp_path / "run",
+                           clock=lambda: now[0])
+    log = trainer.log
 
-    def summary_line(it, algo, m):
-        finished.append(("line", time.perf_counter()))
-        return write(it, algo, m)
+    def logging(it, done, metrics):
+        log(it, done, metrics)
+        order.append(("line", len(trainer.chunk_iterations) - 1))
+        logged[len(trainer.chunk_iterations) - 1].set()
 
-    monkeypatch.setattr(trainer, "_summary_line", summary_line)
+    monkeypatch.setattr(trainer, "log", logging)
     assert trainer.run() == 0
-    assert trainer.chunk_iterations == [1, 1, 2, 1]  # a checkpoint after iterations 2 and 4
-    for n, seconds in zip(trainer.chunk_iterations[1:], trainer.chunk_seconds[1:]):
-        # (a chunk is queued just before the previous one's clock stops, so allow a little)
-        assert seconds >= 0.8 * n * unroll * pause
-    kinds = [k for k, _ in finished]
-    first_line = kinds.index("line")
-    # the first chunk's line comes after its steps and before the second chunk's steps are all done
-    assert kinds[:first_line].count("step") < 2 * unroll
+    assert not stalled, f"chunks {stalled} ran before the previous chunk's line was printed"
+    assert trainer.chunk_iterations == sizes
+    assert trainer.chunk_seconds == [float(n * unroll) for n in sizes]  # one clock second per physics step
+    for chunk in range(len(sizes) - 1):  # each line comes before the next chunk's steps end
+        line = order.index(("line", chunk))
+        assert ("step", chunk + 1) in order[line:], order

@@ -10,17 +10,13 @@ import mujoco
 import numpy as np
 import pytest
 
-from trained_runs import wildrobot_deploy_ready, wildrobot_run
-
-ready, why = wildrobot_deploy_ready()
-pytestmark = pytest.mark.skipif(not ready, reason=why)
 
 
 @pytest.fixture(scope="module")
-def wr_loaded(tmp_path_factory):
-    from wildrobot.train.loading import load_run
+def wr_loaded(wildrobot_run):
+    from wildrobot.runs import load_run
 
-    return load_run(wildrobot_run(tmp_path_factory))
+    return load_run(wildrobot_run)
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +27,10 @@ def wr_export(wr_loaded, tmp_path_factory):
 
 
 def test_plain_mujoco_observation_equals_the_env_observation_at_reset(wr_loaded):
+    from wildrobot.envs.factory import evaluation_config
     from wildrobot.envs.wildrobot import WildRobotEnv
-    from wildrobot.train.trainers import evaluation_env_config
 
-    cfg = evaluation_env_config(wr_loaded.cfg.env)
+    cfg = evaluation_config(wr_loaded.cfg.env)
     cfg = dataclasses.replace(cfg, reset=dataclasses.replace(cfg.reset, joint_noise=0.0, random_heading=False))
     env = WildRobotEnv(cfg)
     command = jax.numpy.array([0.2, 0.0, 0.5])

@@ -173,7 +173,7 @@ def test_commands_resample_on_schedule_unless_fixed(env, roll, start):
 
 def env_set_command(env, state, i, command):
     one = env.set_command(_env(state, i), command)
-    np.testing.assert_allclose(np.asarray(one.obs["actor"][env._cmd_slice]), np.asarray(command))
+    np.testing.assert_allclose(np.asarray(one.obs["actor"][env.observation["actor"].slice("command")]), np.asarray(command))
     return jax.tree.map(lambda full, x: full.at[i].set(x), state, one)
 
 

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wildrobot.config import StubEnvConfig
 from wildrobot.envs.stub import StubEnv
+from wildrobot.envs.stub_config import StubEnvConfig
 from wildrobot.envs.wrappers import termination, wrap_for_training
 
 

@@ -1,14 +1,48 @@
-"""From Hydra's DictConfig to a finished run: typed config -> dispatcher -> trainer."""
+"""The Hydra edge: the schemas registered in Hydra's ConfigStore, composition for tools and tests,
+and ``main`` (from Hydra's DictConfig to a finished run: typed config -> dispatcher -> trainer).
+
+Nothing below this module imports Hydra (a test checks it); ``run.py`` is its entry point.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from wildrobot.config import ConfigError, to_typed
+from wildrobot.config import ALGO_SCHEMAS, ENV_SCHEMAS, Config, ConfigError, TrainerConfig, to_typed
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def register_configs() -> None:
+    """Each YAML under conf/ starts from one of these (``defaults: [base_<name>, _self_]``)."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    for name, schema in ENV_SCHEMAS.items():
+        cs.store(group="env", name=f"base_{name}", node=schema)
+    for name, schema in ALGO_SCHEMAS.items():
+        cs.store(group="algo", name=f"base_{name}", node=schema)
+    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The DictConfig ``run.py`` would see for these overrides (for tests, benchmarks and tools)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides or []))
+
+
+def load_config(overrides: list[str] | None = None) -> Config:
+    """The typed, validated Config ``run.py`` would run for these overrides."""
+    return to_typed(compose_config(overrides))
 
 
 def main(cfg: DictConfig) -> None:

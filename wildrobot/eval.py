@@ -1,13 +1,15 @@
 """Evaluate a trained policy: deterministic episodes over fixed commands, a table, a video.
 
-    uv run python -m wildrobot.eval run=<run dir or checkpoint> [episodes=N] [commands=...]
-        [video=<path>|none] [json=<path>|none] [step=N] [which=latest|best] [steps=N]
-        [video_seconds=S] [seed=N]
+    uv run python -m wildrobot.eval <run dir or checkpoint> [--episodes N] [--commands grid|"vx,vy,yaw;..."]
+        [--video PATH|none] [--json PATH|none] [--step N] [--which latest|best] [--steps N]
+        [--video-seconds S] [--seed N]
 
-Everything else (env, network sizes, normaliser) comes from the config stored in the checkpoint.
+(The older ``key=value`` form, ``run=<run> episodes=4 ...``, is read too.) Everything else (env,
+network sizes, normaliser) comes from the config stored in the checkpoint.
 Evaluation switches domain randomisation, pushes and sensor noise off, fixes one command per
 episode (no resampling), runs the deterministic policy on one env per (command, episode) in one
-jitted batch for the full episode length, and reports per command and overall: return, length,
+jitted batch for the full episode length (``wildrobot.algos.evaluation.run_episodes``, the
+rollout training-time evaluation uses), and reports per command and overall: return, length,
 falls, tracking errors and mean velocities, every reward term's episode sum (and ``imitation/*``
 metrics when the env reports them), and the joints whose action the policy holds at its limit.
 ``evaluate_policy`` is the reusable part (benchmarks call it directly).
@@ -15,8 +17,10 @@ metrics when the env reports them), and the joints whose action the policy holds
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,13 +29,6 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-# Fixed evaluation commands per env: the WildRobot grid covers the trained speed range and both
-# turning directions; the stub's are 2-D velocities inside its command range.
-DEFAULT_COMMANDS: dict[str, list[tuple[float, ...]]] = {
-    "wildrobot": [(vx, 0.0, yaw) for vx in (0.0, 0.1, 0.2, 0.3, 0.4) for yaw in (-0.5, 0.0, 0.5)],
-    "stub": [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (-0.5, 0.5), (0.8, -0.3)],
-}
-COMMAND_LABELS: dict[str, tuple[str, ...]] = {"wildrobot": ("vx", "vy", "yaw"), "stub": ("vx", "vy")}
 # Metrics accumulated per episode: sums for reward terms, per-step means for the others.
 SUMMED_PREFIXES = ("reward/",)
 AVERAGED_PREFIXES = ("tracking/", "velocity/", "imitation/")
@@ -40,22 +37,9 @@ AVERAGED_PREFIXES = ("tracking/", "velocity/", "imitation/")
 AT_LIMIT_PREFIX = "action_at_limit/"
 AT_LIMIT_REPORTED = 0.05  # the table lists joints at their limit on at least this share of some command's steps
 
-USAGE = """usage: python -m wildrobot.eval run=<run dir or checkpoint> [key=value ...]
-  run=PATH            a run directory (with checkpoints/), its checkpoints/ folder, or one
-                      checkpoint directory checkpoints/{latest,best}/<step>   (required)
-  episodes=N          episodes per command (default 1)
-  commands=grid|LIST  'grid' (the env's default set) or e.g. "0.2,0,0;0.4,0,0.5"
-  video=PATH|none     video file (default <run>/eval/<which>_<step>.mp4, .gif without ffmpeg)
-  json=PATH|none      results as JSON (default <run>/eval/<which>_<step>.json)
-  step=N              evaluate this checkpoint step (default: the newest)
-  which=latest|best   checkpoint folder (default latest)
-  steps=N             control steps per episode (default: the env's episode length)
-  video_seconds=S     seconds of each command's first episode in the video (default 3)
-  seed=N              reset randomness (default 0)"""
-
 
 class UsageError(ValueError):
-    """A bad command line; the message says which key and what is expected."""
+    """A bad command line; the message says which argument and what is expected."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -107,55 +91,36 @@ class EvalResults:
         }
 
 
-def _policy_fn(algorithm: Any):
-    if not hasattr(algorithm, "deterministic_action"):
-        raise UsageError(f"this checkpoint's algorithm ({type(algorithm).__name__}) has no policy to evaluate")
-    return algorithm.deterministic_action
-
-
-def evaluation_env(loaded: Any, backend: str | None = None):
-    """The run's env rebuilt with randomisation, pushes and sensor noise off; ``backend`` replaces
-    its physics backend (``env.sim.backend``) when given."""
-    import dataclasses
-
-    from wildrobot.envs.factory import make_env
-    from wildrobot.train.trainers import evaluation_env_config
-
-    cfg = evaluation_env_config(loaded.cfg.env)
-    if backend is not None:
-        cfg = dataclasses.replace(cfg, sim=dataclasses.replace(cfg.sim, backend=backend))
-    return make_env(cfg)
-
-
-def command_size(env: Any) -> int:
-    import jax
-
-    return int(jax.eval_shape(env.reset, jax.random.key(0)).info["command"].shape[-1])
-
-
-def default_commands(env_name: str) -> np.ndarray:
-    if env_name not in DEFAULT_COMMANDS:
-        raise UsageError(f"no default evaluation commands for env '{env_name}'; pass commands=...")
-    return np.asarray(DEFAULT_COMMANDS[env_name], np.float32)
+def default_commands(env: Any, env_name: str) -> np.ndarray:
+    """The env's own evaluation commands (``Env.evaluation_commands``)."""
+    commands = env.evaluation_commands
+    if not commands:
+        raise UsageError(f"env '{env_name}' has no default evaluation commands; pass --commands")
+    return np.asarray(commands, np.float32)
 
 
 def evaluate_policy(loaded: Any, commands: Optional[np.ndarray] = None, episodes: int = 1, key: Any = None,
                     steps: Optional[int] = None, record: bool = False, env: Any = None) -> EvalResults:
     """Run ``episodes`` deterministic episodes per command, all in one jitted batch.
 
-    ``loaded``: a ``wildrobot.train.loading.LoadedRun``. Episodes stop counting at their first
-    termination (a fall or a blow-up); there is no auto-reset. ``record``: also keep the
-    physics state (qpos, qvel) of each command's first episode for a video.
+    ``loaded``: a ``wildrobot.runs.LoadedRun``; ``env``: the env to run (default: the run's, with
+    randomisation, pushes and noise off). Episodes stop counting at their first termination (a
+    fall or a blow-up); there is no auto-reset. ``record``: also keep the physics state (qpos, qvel)
+    of each command's first episode for a video.
     """
     import jax
     import jax.numpy as jnp
 
+    from wildrobot.algos.evaluation import run_episodes
+    from wildrobot.runs import evaluation_env, policy_of
+
     env = env if env is not None else evaluation_env(loaded)
     name = loaded.cfg.env.name
-    commands = default_commands(name) if commands is None else np.asarray(commands, np.float32)
-    size = command_size(env)
-    if commands.ndim != 2 or commands.shape[1] != size:
-        raise UsageError(f"commands must have {size} components each for env '{name}'; got shape {commands.shape}")
+    labels = tuple(env.command_labels)
+    commands = default_commands(env, name) if commands is None else np.asarray(commands, np.float32)
+    if commands.ndim != 2 or commands.shape[1] != len(labels):
+        raise UsageError(f"commands must have {len(labels)} components each ({', '.join(labels)}) for env "
+                         f"'{name}'; got shape {commands.shape}")
     if episodes < 1:
         raise UsageError(f"episodes must be >= 1; got {episodes}")
     steps = int(steps or env.episode_length)
@@ -164,36 +129,15 @@ def evaluate_policy(loaded: Any, commands: Optional[np.ndarray] = None, episodes
     batch_commands = jnp.asarray(np.repeat(commands, episodes, axis=0))  # command-major
     record = record and hasattr(jax.eval_shape(env.reset, jax.random.key(0)).data, "qpos")
     recorded = np.arange(n_cmd) * episodes  # each command's first episode
-    policy = _policy_fn(loaded.algorithm)
+    policy = policy_of(loaded)
 
     def rollout(params, obs_stats, keys, cmds):
-        state = jax.vmap(env.reset)(keys)
-        state = jax.vmap(env.set_command)(state, cmds)
-        keep = [k for k in state.metrics if k.startswith(SUMMED_PREFIXES + AVERAGED_PREFIXES)]
-        zeros = jnp.zeros(keys.shape[0])
-        totals = {"return": zeros, "length": zeros, "fall": zeros, **{k: zeros for k in keep},
-                  "at_limit": jnp.zeros((keys.shape[0], env.action_size))}
-
-        def one_step(carry, _):
-            state, alive, totals = carry
-            action = policy(params, obs_stats, state.obs["actor"])
-            nxt = jax.vmap(env.step)(state, action)
-            totals = {
-                "return": totals["return"] + alive * nxt.reward,
-                "length": totals["length"] + alive,
-                "fall": totals["fall"] + alive * nxt.done,  # the env's own done is a termination
-                **{k: totals[k] + alive * nxt.metrics[k] for k in keep},
-                "at_limit": totals["at_limit"] + alive[:, None] * (jnp.abs(action) >= 1.0),
-            }
-            frame = (nxt.data.qpos[recorded], nxt.data.qvel[recorded], alive[recorded]) if record else None
-            return (nxt, alive * (1.0 - nxt.done), totals), frame
-
-        first = (state.data.qpos[recorded], state.data.qvel[recorded]) if record else None
-        (_, _, totals), frames = jax.lax.scan(one_step, (state, jnp.ones_like(zeros), totals), None, length=steps)
-        return totals, first, frames
+        snapshot = (lambda s: (s.data.qpos[recorded], s.data.qvel[recorded])) if record else None
+        return run_episodes(env, lambda obs: policy(params, obs_stats, obs), keys, steps, cmds,
+                            summed=SUMMED_PREFIXES + AVERAGED_PREFIXES, record=snapshot)
 
     keys = jax.random.split(key, n_cmd * episodes)
-    totals, first, frames = jax.jit(rollout)(loaded.state.params, loaded.state.obs_stats, keys, batch_commands)
+    totals, replay = jax.jit(rollout)(loaded.state.params, loaded.state.obs_stats, keys, batch_commands)
     totals = jax.device_get(totals)
     at_limit = np.asarray(totals.pop("at_limit"), np.float64).reshape(n_cmd, episodes, -1)
     totals = {k: np.asarray(v, np.float64).reshape(n_cmd, episodes) for k, v in totals.items()}
@@ -209,13 +153,12 @@ def evaluate_policy(loaded: Any, commands: Optional[np.ndarray] = None, episodes
         per_episode[AT_LIMIT_PREFIX + joint] = at_limit[..., j] / length
     recording = None
     if record:
-        first, frames = jax.device_get((first, frames))
+        first, ((qpos, qvel), alive) = jax.device_get(replay)
         recording = {
-            "qpos": np.concatenate([first[0][None], frames[0]]),  # (steps + 1, C, nq)
-            "qvel": np.concatenate([first[1][None], frames[1]]),
-            "alive": np.concatenate([np.ones((1, n_cmd)), frames[2]]),  # alive before the step
+            "qpos": np.concatenate([first[0][None], qpos]),  # (steps + 1, C, nq)
+            "qvel": np.concatenate([first[1][None], qvel]),
+            "alive": np.concatenate([np.ones((1, n_cmd)), alive[:, recorded]]),  # alive before the step
         }
-    labels = COMMAND_LABELS.get(name, tuple(f"c{i}" for i in range(size)))
     return EvalResults(env_name=name, step=int(loaded.step), commands=commands, labels=labels, episodes=episodes,
                        steps=steps, dt=float(env.dt), per_episode=per_episode, recording=recording)
 
@@ -303,17 +246,6 @@ def _free_joint(model) -> tuple[int, int, int]:
     raise ValueError("the model has no floating base to follow")
 
 
-def heading_velocity(qpos: np.ndarray, qvel: np.ndarray, qadr: int, dadr: int) -> tuple[np.ndarray, np.ndarray]:
-    """(forward speed in the heading frame, world yaw rate) of a free joint, over a leading time axis."""
-    w, x, y, z = (qpos[..., qadr + 3 + i] for i in range(4))
-    yaw = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-    v = qvel[..., dadr : dadr + 3]  # world frame (MuJoCo's free joint)
-    forward = np.cos(yaw) * v[..., 0] + np.sin(yaw) * v[..., 1]
-    ang = qvel[..., dadr + 3 : dadr + 6]  # body frame; world z component = third row of R . w
-    r20, r21, r22 = 2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)
-    return forward, r20 * ang[..., 0] + r21 * ang[..., 1] + r22 * ang[..., 2]
-
-
 def render_video(res: EvalResults, model, path: Path, seconds: float = 3.0, width: int = 480, height: int = 320,
                  target_fps: Optional[float] = None) -> Path:
     """Each command's first episode, ``seconds`` long, one after the other, with the command and
@@ -321,6 +253,7 @@ def render_video(res: EvalResults, model, path: Path, seconds: float = 3.0, widt
     (no ffmpeg) gets half that, since it stores every frame whole and grows ~1 MB per second."""
     import mujoco
 
+    from wildrobot.envs.frames import heading_velocity
     from wildrobot.render import OffscreenRenderer, Overlay, video_path, write_video
 
     if target_fps is None:
@@ -333,7 +266,9 @@ def render_video(res: EvalResults, model, path: Path, seconds: float = 3.0, widt
     skip = max(1, round(1.0 / (res.dt * target_fps)))
     fps = 1.0 / (res.dt * skip)
     n = min(rec["qpos"].shape[0], int(round(seconds / res.dt)) + 1)
-    forward, yaw_rate = heading_velocity(rec["qpos"], rec["qvel"], qadr, dadr)
+    velocity, yaw_rate = heading_velocity(rec["qpos"][..., qadr + 3 : qadr + 7], rec["qvel"][..., dadr : dadr + 3],
+                                          rec["qvel"][..., dadr + 3 : dadr + 6])
+    forward = velocity[..., 0]
     window = max(1, int(round(1.0 / res.dt)))
     data = mujoco.MjData(model)
     frames = []
@@ -359,33 +294,45 @@ def render_video(res: EvalResults, model, path: Path, seconds: float = 3.0, widt
 
 # ------------------------------------------------------------------------------------------------
 # the command line
-KEYS = ("run", "episodes", "commands", "video", "json", "step", "which", "steps", "video_seconds", "seed")
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D102 - a UsageError, so that main() returns 2 and tests can read it
+        raise UsageError(message)
 
 
-def parse_args(argv: Sequence[str]) -> dict[str, str]:
-    args: dict[str, str] = {}
+def make_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m wildrobot.eval", description=__doc__.split("\n\n")[0])
+    p.add_argument("run", help="a run directory (with checkpoints/), its checkpoints/ folder, or one checkpoint "
+                               "directory checkpoints/{latest,best}/<step>")
+    p.add_argument("--episodes", type=int, default=1, help="episodes per command (default 1)")
+    p.add_argument("--commands", default="grid",
+                   help='"grid" (the env\'s own set, default) or e.g. "0.2,0,0;0.4,0,0.5"')
+    p.add_argument("--video", default="auto", help="video file (default <run>/eval/<which>_<step>.mp4, .gif "
+                                                   "without ffmpeg), or none")
+    p.add_argument("--json", default="auto", help="results file (default <run>/eval/<which>_<step>.json), or none")
+    p.add_argument("--step", type=int, default=None, help="evaluate this checkpoint step (default: the newest)")
+    p.add_argument("--which", choices=("latest", "best"), default="latest", help="checkpoint folder (default latest)")
+    p.add_argument("--steps", type=int, default=None, help="control steps per episode (default: the env's episode length)")
+    p.add_argument("--video-seconds", type=float, default=3.0, help="seconds of each command's first episode in "
+                                                                    "the video (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="reset randomness (default 0)")
+    return p
+
+
+_LEGACY = re.compile(r"^(run|episodes|commands|video|json|step|which|steps|video_seconds|seed)=(.*)$", re.S)
+
+
+def legacy_arguments(argv: Sequence[str]) -> list[str]:
+    """``run=<run> episodes=4 ...`` (the form of earlier versions) as ``<run> --episodes 4 ...``."""
+    out = []
     for a in argv:
-        if a in ("-h", "--help", "help"):
-            raise UsageError("")
-        if "=" not in a:
-            raise UsageError(f"expected key=value, got {a!r}")
-        k, v = a.split("=", 1)
-        k = k.lstrip("-")
-        if k not in KEYS:
-            raise UsageError(f"unknown key {k!r}; allowed: {', '.join(KEYS)}")
-        args[k] = v
-    if "run" not in args:
-        raise UsageError("run=<run dir or checkpoint> is required")
-    return args
-
-
-def _int(args: dict[str, str], key: str, default: Optional[int]) -> Optional[int]:
-    if key not in args:
-        return default
-    try:
-        return int(args[key])
-    except ValueError:
-        raise UsageError(f"{key} must be an integer; got {args[key]!r}") from None
+        m = _LEGACY.match(a)
+        if m is None:
+            out.append(a)
+        elif m.group(1) == "run":
+            out.append(m.group(2))
+        else:
+            out += ["--" + m.group(1).replace("_", "-"), m.group(2)]
+    return out
 
 
 def parse_commands(text: str) -> Optional[np.ndarray]:
@@ -401,45 +348,10 @@ def parse_commands(text: str) -> Optional[np.ndarray]:
             rows = [[float(x) for x in part.split(",")] for part in text.split(";") if part.strip()]
         arr = np.asarray(rows, np.float32)
     except (ValueError, TypeError, json.JSONDecodeError):
-        raise UsageError(f"commands: cannot read {text!r}; write e.g. commands=\"0.2,0,0;0.4,0,0.5\"") from None
+        raise UsageError(f"commands: cannot read {text!r}; write e.g. --commands \"0.2,0,0;0.4,0,0.5\"") from None
     if arr.ndim != 2 or arr.shape[0] == 0:
         raise UsageError(f"commands: every command needs the same number of components; got {text!r}")
     return arr
-
-
-def load_for_eval(path: str, step: Optional[int], which: str):
-    from wildrobot.config import ConfigError
-    from wildrobot.train.checkpoint import CheckpointError
-    from wildrobot.train.loading import load_run
-
-    if which not in ("latest", "best"):
-        raise UsageError(f"which must be 'latest' or 'best'; got {which!r}")
-    try:
-        return load_run(path, step=step, which=which)
-    except (ConfigError, CheckpointError, KeyError, ValueError, OSError) as e:
-        # load_run words its path errors for training's resume option; here the key is run=.
-        msg = str(e).replace("trainer.resume=", "run=")
-        raise LoadError(
-            f"cannot load a trained policy from {path}: {msg}{_steps_found(path)}\nExpected a run directory written by run.py "
-            f"(with checkpoints/latest/<step>/ inside), its checkpoints/ folder, or one checkpoint "
-            f"directory checkpoints/{{latest,best}}/<step>."
-        ) from None
-
-
-class LoadError(RuntimeError):
-    pass
-
-
-def _steps_found(path: str) -> str:
-    """' (steps found: latest [20, 40], best [40])' for a run directory, else ''."""
-    p = Path(path).expanduser()
-    for cand in (p, p.parent, p.parent.parent, p.parent.parent.parent):
-        ck = cand / "checkpoints" if cand.name != "checkpoints" else cand
-        if ck.is_dir():
-            found = {w: sorted(int(d.name) for d in (ck / w).glob("*") if d.name.isdigit())
-                     for w in ("latest", "best") if (ck / w).is_dir()}
-            return " (steps found: " + ", ".join(f"{w} {s}" for w, s in found.items()) + ")" if found else ""
-    return ""
 
 
 def _default_output(loaded: Any, which: str, suffix: str) -> Path:
@@ -447,39 +359,38 @@ def _default_output(loaded: Any, which: str, suffix: str) -> Path:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    parser = make_parser()
+    argv = legacy_arguments(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "help") for a in argv):
+        parser.print_help()
+        return 0
     try:
-        args = parse_args(argv)
-        episodes = _int(args, "episodes", 1)
-        step = _int(args, "step", None)
-        steps = _int(args, "steps", None)
-        seed = _int(args, "seed", 0)
-        which = args.get("which", "latest")
-        commands = parse_commands(args.get("commands", "grid"))
-        try:
-            video_seconds = float(args.get("video_seconds", 3.0))
-        except ValueError:
-            raise UsageError(f"video_seconds must be a number; got {args['video_seconds']!r}") from None
-        if steps is not None and steps < 1:
-            raise UsageError(f"steps must be >= 1; got {steps}")
+        args = parser.parse_args(argv)
+        commands = parse_commands(args.commands)
+        if args.steps is not None and args.steps < 1:
+            raise UsageError(f"--steps must be >= 1; got {args.steps}")
+        if args.episodes < 1:
+            raise UsageError(f"--episodes must be >= 1; got {args.episodes}")
     except UsageError as e:
-        print(f"Error: {e}\n" if str(e) else "", file=sys.stderr, end="")
-        print(USAGE, file=sys.stderr)
-        return 2 if str(e) else 0
+        print(f"Error: {e}\n", file=sys.stderr)
+        parser.print_usage(sys.stderr)
+        return 2
 
     from wildrobot.jax_setup import configure_jax
 
     configure_jax()
     import jax
 
+    from wildrobot.runs import LoadError, evaluation_env, load_run
+
     try:
-        loaded = load_for_eval(args["run"], step, which)
+        loaded = load_run(args.run, args.step, args.which)
         env = evaluation_env(loaded)
-        want_video = args.get("video", "auto").lower() != "none"
+        want_video = args.video.lower() != "none"
         has_model = getattr(env, "mj_model", None) is not None
         print(f"Loaded {loaded.run_dir} step {loaded.step} (env {loaded.cfg.env.name}, algo {loaded.cfg.algo.name})")
         t0 = time.perf_counter()
-        res = evaluate_policy(loaded, commands, episodes, jax.random.key(seed), steps,
+        res = evaluate_policy(loaded, commands, args.episodes, jax.random.key(args.seed), args.steps,
                               record=want_video and has_model, env=env)
     except (UsageError, LoadError) as e:
         print(f"Error: {e}", file=sys.stderr)
@@ -488,24 +399,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"Ran {n_steps:,} env steps in {time.perf_counter() - t0:.1f} s (compile included)")
     print(format_table(res))
 
-    out_json = args.get("json", "auto")
-    if out_json.lower() != "none":
-        path = Path(out_json) if out_json != "auto" else _default_output(loaded, which, ".json")
+    if args.json.lower() != "none":
+        path = Path(args.json) if args.json != "auto" else _default_output(loaded, args.which, ".json")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(res.to_dict(), indent=2))
         print(f"Results: {path}")
 
     if not want_video:
-        print("Video: off (video=none)")
+        print("Video: off (--video none)")
     elif not has_model:
         print(f"Video: no video for this env ({loaded.cfg.env.name}: no MuJoCo model)")
     else:
         from wildrobot.render import NoRenderer
 
-        target = Path(args["video"]) if args.get("video", "auto") != "auto" else _default_output(loaded, which, ".mp4")
+        target = Path(args.video) if args.video != "auto" else _default_output(loaded, args.which, ".mp4")
         try:
             t0 = time.perf_counter()
-            written = render_video(res, env.mj_model, target, seconds=video_seconds)
+            written = render_video(res, env.mj_model, target, seconds=args.video_seconds)
             print(f"Video: {written} ({time.perf_counter() - t0:.1f} s to render)")
         except NoRenderer as e:
             print(f"Video: skipped: {e}")

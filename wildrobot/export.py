@@ -29,11 +29,18 @@ META_KEY = "wildrobot"
 def policy_function(loaded: Any):
     """obs [batch, n] -> action [batch, m]: the algorithm's deterministic policy with the trained
     parameters and normaliser closed over (so they become constants of the exported graph)."""
-    algo = loaded.algorithm
-    if not hasattr(algo, "deterministic_action"):
-        raise ValueError(f"this checkpoint's algorithm ({type(algo).__name__}) has no policy to export")
+    from wildrobot.runs import policy_of
+
+    policy = policy_of(loaded)
     params, stats = loaded.state.params, loaded.state.obs_stats
-    return lambda obs: algo.deterministic_action(params, stats, obs)
+    return lambda obs: policy(params, stats, obs)
+
+
+def onnx_session(onnx_path: Path):
+    """An onnxruntime session on the CPU, as a robot runtime runs the policy."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
 
 
 def export_onnx(loaded: Any, path: Path) -> Path:
@@ -48,9 +55,9 @@ def export_onnx(loaded: Any, path: Path) -> Path:
 
 
 def observation_layout(env: Any) -> tuple[list[dict], bool]:
-    """([{name, start, size, ...}], known): the env's description of its actor observation, or one
+    """([{name, start, size, unit}], known): the env's description of its actor observation, or one
     opaque block when the env does not describe it."""
-    layout = getattr(env, "observation_layout", None)
+    layout = env.observation_layout
     if layout is not None:
         return [dict(item) for item in layout], True
     return [{"name": "actor", "start": 0, "size": int(env.observation_size["actor"])}], False
@@ -100,10 +107,8 @@ def embed_metadata(onnx_path: Path, meta: dict) -> None:
 
 
 def onnx_actions(onnx_path: Path, obs: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    return sess.run(["action"], {"obs": np.asarray(obs, np.float32)})[0]
+    """The ONNX policy's actions for a batch of observations."""
+    return onnx_session(onnx_path).run(["action"], {"obs": np.asarray(obs, np.float32)})[0]
 
 
 def check_against_jax(loaded: Any, onnx_path: Path, samples: int = 1000, seed: int = 0) -> float:
@@ -138,12 +143,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--which", choices=("latest", "best"), default="latest")
     args = parser.parse_args(argv)
 
-    from wildrobot.eval import LoadError, load_for_eval
     from wildrobot.jax_setup import configure_jax
+    from wildrobot.runs import LoadError, load_run
 
     configure_jax()
     try:
-        loaded = load_for_eval(args.run, args.step, args.which)
+        loaded = load_run(args.run, args.step, args.which)
         onnx_path, json_path, meta = export(loaded, args.onnx, args.json)
     except (LoadError, ValueError) as e:
         print(f"Error: {e}", file=sys.stderr)

@@ -40,9 +40,9 @@ class Episode:
 
 def onnx_policy(onnx_path: Path) -> Callable[[np.ndarray], np.ndarray]:
     """One observation in, one action out, through onnxruntime (the robot's inference path)."""
-    import onnxruntime as ort
+    from wildrobot.export import onnx_session
 
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    sess = onnx_session(onnx_path)
     return lambda obs: sess.run(["action"], {"obs": np.asarray(obs, np.float32)[None]})[0][0]
 
 
@@ -88,7 +88,8 @@ def compare(loaded: Any, onnx_path: Path, commands: np.ndarray, steps: int,
     """(MuJoCo C episodes, MJX ``EvalResults``) for the same commands and episode length."""
     import jax
 
-    from wildrobot.eval import evaluate_policy, evaluation_env
+    from wildrobot.eval import evaluate_policy
+    from wildrobot.runs import evaluation_env
 
     env = evaluation_env(loaded, backend="mjx")
     policy = onnx_policy(onnx_path)
@@ -113,7 +114,7 @@ def format_comparison(c_runs: Sequence[Episode], mjx: Any, dt: float) -> str:
 
 def render_mujoco_video(c_runs: Sequence[Episode], env: Any, path: Path, seconds: float) -> Path:
     """The MuJoCo C episodes as one video, drawn like the evaluation's (command and speed shown)."""
-    from wildrobot.eval import COMMAND_LABELS, EvalResults, render_video
+    from wildrobot.eval import EvalResults, render_video
 
     steps = max(len(ep.qpos) for ep in c_runs)
 
@@ -122,7 +123,7 @@ def render_mujoco_video(c_runs: Sequence[Episode], env: Any, path: Path, seconds
 
     alive = np.stack([np.arange(steps) < len(ep.qpos) for ep in c_runs], axis=1).astype(np.float64)
     res = EvalResults(env_name=env.cfg.name, step=0, commands=np.stack([ep.command for ep in c_runs]),
-                      labels=COMMAND_LABELS["wildrobot"], episodes=1, steps=steps - 1, dt=float(env.dt), per_episode={},
+                      labels=tuple(env.command_labels), episodes=1, steps=steps - 1, dt=float(env.dt), per_episode={},
                       recording={"qpos": np.stack([padded(ep.qpos) for ep in c_runs], axis=1),
                                  "qvel": np.stack([padded(ep.qvel) for ep in c_runs], axis=1), "alive": alive})
     return render_video(res, env.mj_model, path, seconds=seconds)
@@ -139,15 +140,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--which", choices=("latest", "best"), default="latest")
     args = parser.parse_args(argv)
 
-    from wildrobot.eval import LoadError, UsageError, load_for_eval, parse_commands
+    from wildrobot.eval import UsageError, parse_commands
     from wildrobot.export import export
     from wildrobot.jax_setup import configure_jax
+    from wildrobot.runs import LoadError, evaluation_env, load_run
 
     configure_jax()
     try:
         commands = parse_commands(args.commands) if args.commands else None
         commands = np.asarray(DEFAULT_COMMANDS, np.float32) if commands is None else commands
-        loaded = load_for_eval(args.run, args.step, args.which)
+        loaded = load_run(args.run, args.step, args.which)
         if loaded.cfg.env.name != "wildrobot":
             raise UsageError(f"sim-to-sim needs a robot model; this run trained env '{loaded.cfg.env.name}'")
         with tempfile.TemporaryDirectory() as tmp:
@@ -161,7 +163,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{args.seconds:g} s per command, no randomisation/pushes/noise")
     print(format_comparison(c_runs, mjx, loaded.env.dt))
     if args.video is not None:
-        from wildrobot.eval import evaluation_env
         from wildrobot.render import NoRenderer
 
         try:

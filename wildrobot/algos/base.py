@@ -16,6 +16,8 @@ Metrics = dict[str, jax.Array]
 class Algorithm(Protocol):
     env_steps_per_iteration: int  # 0 for algorithms that do not step an env
     best_metric: Optional[str]  # an evaluate() metric to keep the best checkpoint by (higher is better)
+    # (label, metric key, format) of what the progress line shows after each chunk, in order
+    headline_metrics: tuple[tuple[str, str, str], ...]
 
     def init(self, key: jax.Array) -> Any: ...
 

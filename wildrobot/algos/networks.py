@@ -8,7 +8,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wildrobot.algos.ppo_config import ACTIVATION_NAMES
+
 ACTIVATIONS = {"elu": nn.elu, "relu": nn.relu, "tanh": nn.tanh, "swish": nn.swish}
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES, "the config's activation names and the functions disagree"
 
 
 class MLP(nn.Module):

@@ -8,6 +8,7 @@ iterations inside one ``jit``; nothing here does I/O.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -16,12 +17,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from wildrobot.algos.evaluation import run_episodes
 from wildrobot.algos.gae import compute_gae
 from wildrobot.algos.networks import MLP
 from wildrobot.algos.normalize import init_stats, normalize, update_stats
-from wildrobot.config import ConfigError, PPOConfig
-from wildrobot.envs.core import State
+from wildrobot.algos.ppo_config import PPOConfig
+from wildrobot.envs.core import Env, State
 from wildrobot.envs.wrappers import BatchedEnv, termination
+from wildrobot.errors import ConfigError
 
 _LOG_2PI_E = math.log(2.0 * math.pi * math.e)
 
@@ -104,7 +107,7 @@ class PPO:
     best_metric = "eval/return"
 
     def __init__(self, cfg: PPOConfig, env: BatchedEnv, num_envs: int, total_iterations: int,
-                 eval_env: BatchedEnv | None = None):
+                 eval_env: Env | None = None):
         self.cfg = cfg
         self.env = env
         self.eval_env = eval_env
@@ -112,6 +115,13 @@ class PPO:
         self.total_iterations = total_iterations
         self.env_steps_per_iteration = num_envs * cfg.unroll_length
         self.critic_key = "critic" if cfg.privileged_critic else "actor"
+        self.headline_metrics = (
+            ("return", "episode/return", "{:.2f}"),
+            ("len", "episode/length", "{:.0f}"),
+            *((label, f"env/{key}", fmt) for label, key, fmt in env.headline_metrics),
+            ("falls", "episode/fall", "{:.2f}"),
+            ("eval", "eval/return", "{:.2f}"),
+        )
         self.policy_net = MLP(tuple(cfg.policy.hidden_sizes), env.action_size, cfg.policy.activation, out_scale=0.01)
         self.value_net = MLP(tuple(cfg.value.hidden_sizes), 1, cfg.value.activation)
         self.optimizer = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.scale_by_adam())
@@ -289,29 +299,14 @@ class PPO:
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, state: PPOState, key: jax.Array) -> dict | None:
-        """Deterministic policy on its own env batch for one episode (stops counting at the first end)."""
+        """The deterministic policy for one episode on each of ``num_eval_envs`` envs of its own
+        (randomisation, pushes and noise off), commands drawn as in training."""
         if self.eval_env is None:
             return None
-        env = self.eval_env
-        steps = self.cfg.eval_steps or env.episode_length
-        env_state = env.reset(jax.random.split(key, self.cfg.num_eval_envs))
-
-        def one_step(carry, _):
-            env_state, alive, totals = carry
-            action = self.deterministic_action(state.params, state.obs_stats, env_state.obs["actor"])
-            nxt = env.step(env_state, action)
-            totals = {
-                "return": totals["return"] + alive * nxt.reward,
-                "length": totals["length"] + alive,
-                "fall": totals["fall"] + alive * termination(nxt),
-                **{k: totals[k] + alive * nxt.metrics[k] for k in totals if k.startswith("tracking/")},
-            }
-            return (nxt, alive * (1.0 - nxt.done), totals), None
-
-        zeros = jnp.zeros(self.cfg.num_eval_envs)
-        totals = {"return": zeros, "length": zeros, "fall": zeros}
-        totals.update({k: zeros for k in env_state.metrics if k.startswith("tracking/")})
-        (_, _, totals), _ = jax.lax.scan(one_step, (env_state, jnp.ones_like(zeros), totals), None, length=steps)
+        steps = self.cfg.eval_steps or self.eval_env.episode_length
+        policy = functools.partial(self.deterministic_action, state.params, state.obs_stats)
+        totals, _ = run_episodes(self.eval_env, policy, jax.random.split(key, self.cfg.num_eval_envs), steps,
+                                 summed=("tracking/",))
         length = jnp.maximum(totals["length"], 1.0)
         out = {"eval/return": jnp.mean(totals["return"]), "eval/length": jnp.mean(totals["length"]),
                "eval/fall_rate": jnp.mean(totals["fall"])}

@@ -6,12 +6,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wildrobot.config import SmokeConfig
+from wildrobot.algos.smoke_config import SmokeConfig
 
 
 class SmokeAlgorithm:
     env_steps_per_iteration = 0
     best_metric = None
+    headline_metrics = (("w_mean", "param_w_mean", "{:.3g}"),)
 
     def __init__(self, cfg: SmokeConfig):
         self.cfg = cfg

@@ -17,6 +17,9 @@ import numpy as np
 
 Observation = dict[str, jax.Array]  # {"actor": deployable obs, "critic": privileged obs}
 
+# What ``Env.physics_backend`` names, as the progress line and error messages write it.
+PHYSICS_NAMES = {"mjx": "MJX", "mujoco": "MuJoCo C"}
+
 
 @flax.struct.dataclass
 class State:
@@ -67,6 +70,11 @@ class Env(abc.ABC):
     def step(self, state: State, action: jax.Array) -> State:
         """Advance one control step. ``action`` lies in [-1, 1]^action_size."""
 
+    def set_command(self, state: State, command: jax.Array) -> State:
+        """Fix the command (``command_labels``) for the rest of the episode and update the observation;
+        envs that take a command override this (evaluation uses it)."""
+        raise NotImplementedError(f"{type(self).__name__} takes no command")
+
     @property
     @abc.abstractmethod
     def observation_size(self) -> dict[str, int]:
@@ -95,3 +103,31 @@ class Env(abc.ABC):
     def mirror(self) -> Optional[Mirror]:
         """The env's left/right symmetry (PPO's ``symmetry_coef`` uses it); None when it has none."""
         return None
+
+    @property
+    def observation_layout(self) -> Optional[list[dict]]:
+        """Name, start, size and unit of each block of the actor observation (what the export
+        sidecar describes); None for an env that does not describe it."""
+        return None
+
+    @property
+    def command_labels(self) -> tuple[str, ...]:
+        """A name per component of the command ``set_command`` takes (empty: the env takes none)."""
+        return ()
+
+    @property
+    def evaluation_commands(self) -> tuple[tuple[float, ...], ...]:
+        """The fixed commands ``wildrobot.eval`` runs by default (``--commands grid``)."""
+        return ()
+
+    @property
+    def headline_metrics(self) -> tuple[tuple[str, str, str], ...]:
+        """(label, metric key, format) of the ``metrics`` the progress line shows for this env, e.g.
+        ``("vx_err", "tracking/vx_error", "{:.3f}")``; an algorithm adds its own around them."""
+        return ()
+
+    @property
+    def physics_backend(self) -> str:
+        """The physics engine that steps this env (a key of ``PHYSICS_NAMES``), or "" for an env
+        without one. Checkpoints record it: one engine's state cannot continue in another."""
+        return ""

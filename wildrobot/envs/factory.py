@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 from wildrobot.envs.core import Env
@@ -30,3 +31,14 @@ def make_env(cfg: Any) -> Env:
     except KeyError:
         raise ValueError(f"unknown env '{cfg.name}'; available: {', '.join(ENV_CONSTRUCTORS)}") from None
     return constructor(cfg)
+
+
+def evaluation_config(env_cfg: Any) -> Any:
+    """The env config for evaluation: every switchable disturbance group (domain randomisation,
+    pushes, sensor noise: a sub-config with ``enabled``) switched off."""
+    changes = {}
+    for group in ("randomization", "push", "noise"):
+        sub = getattr(env_cfg, group, None)
+        if sub is not None and dataclasses.is_dataclass(sub) and hasattr(sub, "enabled"):
+            changes[group] = dataclasses.replace(sub, enabled=False)
+    return dataclasses.replace(env_cfg, **changes) if changes else env_cfg

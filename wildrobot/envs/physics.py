@@ -194,9 +194,18 @@ class Physics:
         raise NotImplementedError
 
     def view(self, arrays: dict[str, Any]) -> Any:
-        """Plain MuJoCo arrays (qpos, qvel, xmat, ...) as a data the reads accept, with contact
-        forces reading zero (sim-to-sim observes a C simulation through the env's own code)."""
+        """Plain MuJoCo arrays (``arrays_of``) as a data the reads accept, with contact forces
+        reading zero (sim-to-sim observes a C simulation through the env's own code)."""
         raise NotImplementedError
+
+    @staticmethod
+    def arrays_of(d: mujoco.MjData) -> dict[str, np.ndarray]:
+        """The fields of a plain ``MjData`` the reads use, shaped as the env's data holds them."""
+        return {
+            "qpos": d.qpos, "qvel": d.qvel, "cvel": d.cvel, "site_xpos": d.site_xpos, "subtree_com": d.subtree_com,
+            "actuator_force": d.actuator_force, "site_xmat": d.site_xmat.reshape(-1, 3, 3),
+            "xmat": d.xmat.reshape(-1, 3, 3),
+        }
 
     # -- reads ------------------------------------------------------------------------------------
     def joint_pos(self, d) -> jax.Array:
@@ -468,35 +477,3 @@ def physics_steps(substeps: int, servo_qpos: np.ndarray | None = None) -> Callab
         return jax.lax.fori_loop(0, substeps, lambda _, d: one_step(model, d, ctrl, kp_scale), data)
 
     return vmap_in_chunks(steps)
-
-
-# -- quaternions: MuJoCo order (w, x, y, z) everywhere in this package ------------------------------
-def quat_to_mat(q: jax.Array) -> jax.Array:
-    """Rotation matrix (world from body) of a unit quaternion (w, x, y, z)."""
-    w, x, y, z = q[0], q[1], q[2], q[3]
-    return jnp.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-def yaw_from_quat(q: jax.Array) -> jax.Array:
-    w, x, y, z = q[0], q[1], q[2], q[3]
-    return jnp.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-
-
-def yaw_quat(yaw: jax.Array) -> jax.Array:
-    """(w, x, y, z) of a rotation by ``yaw`` about world z."""
-    return jnp.array([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)])
-
-
-def xyzw_to_wxyz(q):
-    """Motion files often store (x, y, z, w); convert once at that boundary."""
-    return q[..., [3, 0, 1, 2]]
-
-
-def wxyz_to_xyzw(q):
-    return q[..., [1, 2, 3, 0]]

@@ -1,7 +1,8 @@
 """Named reward terms, each a small pure function of one step's quantities.
 
-Every term takes ``c`` (a dict of arrays built by the env once per step, see
-``WildRobotEnv._reward_inputs``) and the ``RewardConfig``, and returns an unweighted scalar.
+Every term takes ``c`` (a dict of arrays the env builds once per step in ``WildRobotEnv.step``: the
+step's ``quantities``, the command and actions, the feet's touchdowns and air time, the fall flag)
+and the ``RewardConfig``, and returns an unweighted scalar.
 The env multiplies each by its weight and the control dt, logs it as ``reward/<name>``, and sums
 (clipping the sum at 0 when ``clip_at_zero``, as MuJoCo Playground does for its humanoids).
 Positive weights reward, negative weights penalise.

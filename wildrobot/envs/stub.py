@@ -9,27 +9,37 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from wildrobot.config import StubEnvConfig
 from wildrobot.envs.core import Env, Mirror, State
+from wildrobot.envs.observation import Block, ObservationView, flips
+from wildrobot.envs.stub_config import StubEnvConfig
 
 _GAIN = 2.0  # velocity change per second at full action
+
+
+_FLIP_Y = flips(1.0, -1.0)  # the stub's mirror: reflection across the x axis, every y component flips
+_BLOCKS = (
+    Block("velocity", 2, lambda q: q["velocity"], "m/s", _FLIP_Y),
+    Block("command", 2, lambda q: q["command"], "m/s", _FLIP_Y),
+    Block("prev_action", 2, lambda q: q["prev_action"], "in [-1, 1]", _FLIP_Y),
+)
+VIEWS = {"actor": ObservationView(_BLOCKS),
+         "critic": ObservationView(_BLOCKS + (Block("position", 2, lambda q: q["position"], "m", _FLIP_Y),))}
 
 
 class StubEnv(Env):
     def __init__(self, cfg: StubEnvConfig):
         self.cfg = cfg
+        self.observation = VIEWS
 
     @property
     def observation_size(self) -> dict[str, int]:
-        return {"actor": 6, "critic": 8}
+        return {name: view.size for name, view in self.observation.items()}
 
     @property
     def observation_layout(self) -> list[dict]:
         """Blocks of the actor observation (as the export sidecar describes them)."""
-        return [{"name": "velocity", "start": 0, "size": 2}, {"name": "command", "start": 2, "size": 2},
-                {"name": "prev_action", "start": 4, "size": 2}]
+        return self.observation["actor"].layout()
 
     @property
     def action_size(self) -> int:
@@ -37,13 +47,25 @@ class StubEnv(Env):
 
     @property
     def mirror(self) -> Mirror:
-        """Reflection across the x axis: every y component (velocity, command, action) flips."""
-        flip_y = np.array([1.0, -1.0], np.float32)
-        return Mirror(obs_perm=np.arange(6), obs_sign=np.tile(flip_y, 3), action_perm=np.arange(2), action_sign=flip_y)
+        perm, sign = self.observation["actor"].mirror()
+        return Mirror(obs_perm=perm, obs_sign=sign, action_perm=_FLIP_Y[0], action_sign=_FLIP_Y[1])
 
     @property
     def dt(self) -> float:
         return self.cfg.dt
+
+    @property
+    def command_labels(self) -> tuple[str, ...]:
+        return ("vx", "vy")
+
+    @property
+    def evaluation_commands(self) -> tuple[tuple[float, ...], ...]:
+        """2-D velocities inside the command range."""
+        return ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (-0.5, 0.5), (0.8, -0.3))
+
+    @property
+    def headline_metrics(self) -> tuple[tuple[str, str, str], ...]:
+        return (("v_err", "tracking/velocity_error", "{:.3f}"),)
 
     @property
     def episode_length(self) -> int:
@@ -79,9 +101,8 @@ class StubEnv(Env):
         return state.replace(info=info, obs=self._obs(state.data, info))
 
     def _obs(self, data, info) -> dict[str, jax.Array]:
-        actor = jnp.concatenate([data["velocity"], info["command"], info["prev_action"]])
-        critic = jnp.concatenate([actor, data["position"]])
-        return {"actor": actor, "critic": critic}
+        q = {**data, "command": info["command"], "prev_action": info["prev_action"]}
+        return {name: view.frame(q) for name, view in self.observation.items()}
 
     @staticmethod
     def _metrics(tracking, action_rate, termination, fall) -> dict[str, jax.Array]:

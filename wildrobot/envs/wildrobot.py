@@ -4,13 +4,12 @@ jitted loop (``sim.backend``; ``wildrobot.envs.physics``).
 One (unbatched) env: pure, jit- and vmap-able. The trainers batch it with
 ``wildrobot.envs.wrappers.wrap_for_training``, which also owns the episode limit and auto-reset.
 
-Actor observation (deployable: only what the robot senses), concatenated in this order:
-  gravity in the IMU frame (3), gyro (3), joint positions minus home (n), joint velocities /
-  max_joint_speed (n), previous action (n), command vx, vy, yaw rate (3), gait clock
-  sin/cos (2, if ``obs.gait_phase``); then ``obs.history`` older copies of that frame.
-Critic observation (privileged): the noise-free current actor frame, then base linear velocity in
-the heading frame (3), base height (1), per-foot normal contact force / robot weight (n_feet),
-sole heights (n_feet), feet air time (n_feet), floor friction (1), action-delay flag (1).
+Observations follow one spec (``wildrobot.envs.wildrobot_observation``): the actor sees gravity in
+the IMU frame, gyro, joint positions minus home, joint velocities / max_joint_speed, the previous
+action, the command and the gait clock (then ``obs.history`` older frames); the critic sees that
+frame without noise and privileged state (base velocity and height, foot forces and heights, air
+time, floor friction, action delay). Their sizes, the export layout, the command's slice and the
+mirror map all come from that spec.
 """
 
 from __future__ import annotations
@@ -23,8 +22,11 @@ import numpy as np
 
 from wildrobot.envs import randomize, rewards
 from wildrobot.envs.core import Env, Mirror, State
-from wildrobot.envs.physics import make_physics, quat_to_mat, yaw_from_quat, yaw_quat
+from wildrobot.envs.frames import heading_velocity, yaw_quat
+from wildrobot.envs.observation import ObservationView
+from wildrobot.envs.physics import make_physics
 from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
+from wildrobot.envs.wildrobot_observation import views
 from wildrobot.robot.description import RobotDescription, load_robot_description
 
 
@@ -71,14 +73,13 @@ class WildRobotEnv(Env):
             else float(p.home_qpos[p.root_qpos + 2])
         )
         self._resample_steps = max(1, int(round(cfg.command.resample_interval_s / self._dt)))
-        self._frame = 3 + 3 + 3 * n + 3 + (2 if cfg.obs.gait_phase else 0)
-        self._cmd_slice = slice(6 + 3 * n, 9 + 3 * n)
-        self._critic_extra = 3 + 1 + 3 * self._nfeet + 2
+        # {"actor": ..., "critic": ...}: every size, layout, slice and mirror below follows from these
+        self.observation: dict[str, ObservationView] = views(self.desc, cfg, self._weight)
 
     # -- Env interface ----------------------------------------------------------------------------
     @property
     def observation_size(self) -> dict[str, int]:
-        return {"actor": self._frame * (1 + self.cfg.obs.history), "critic": self._frame + self._critic_extra}
+        return {name: view.size for name, view in self.observation.items()}
 
     @property
     def action_size(self) -> int:
@@ -95,6 +96,24 @@ class WildRobotEnv(Env):
     @property
     def episode_length(self) -> int:
         return self.cfg.episode_length
+
+    @property
+    def command_labels(self) -> tuple[str, ...]:
+        return ("vx", "vy", "yaw")
+
+    @property
+    def evaluation_commands(self) -> tuple[tuple[float, ...], ...]:
+        """The trained speed range and both turning directions: vx in {0, 0.1, 0.2, 0.3, 0.4} m/s x
+        yaw rate in {-0.5, 0, 0.5} rad/s, vy 0."""
+        return tuple((vx, 0.0, yaw) for vx in (0.0, 0.1, 0.2, 0.3, 0.4) for yaw in (-0.5, 0.0, 0.5))
+
+    @property
+    def headline_metrics(self) -> tuple[tuple[str, str, str], ...]:
+        return (("vx_err", "tracking/vx_error", "{:.3f}"), ("yaw_err", "tracking/yaw_rate_error", "{:.3f}"))
+
+    @property
+    def physics_backend(self) -> str:
+        return self.physics.backend
 
     @property
     def mj_model(self):
@@ -129,11 +148,10 @@ class WildRobotEnv(Env):
             "air_time": zeros_f,
             "last_contact": jnp.ones((self._nfeet,), jnp.float32),
         }
-        q = self._quantities(data, info)
-        frame, critic = self._obs_frames(q, info, k_noise)
+        frame, critic = self.observe(self.quantities(data, info), info, k_noise)
         if cfg.obs.history:
             info["obs_history"] = jnp.tile(frame[None], (cfg.obs.history, 1))
-        obs = {"actor": self._actor_obs(frame, info), "critic": critic}
+        obs = {"actor": self.observation["actor"].stacked(frame, info.get("obs_history")), "critic": critic}
         metrics = {k: jnp.zeros((), jnp.float32) for k in self.metric_keys}
         return State(data, obs, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), metrics, info)
 
@@ -166,7 +184,7 @@ class WildRobotEnv(Env):
         command = jnp.where(resample, self._sample_command(k_cmd), info["command"])
 
         # feet: contact (as the foot switches), air time and first touchdown
-        q = self._quantities(data, dict(info, step=step_count))
+        q = self.quantities(data, dict(info, step=step_count))
         contact = q["contact"]
         contact_filt = jnp.maximum(contact, info["last_contact"])
         first_contact = (info["air_time"] > 0) * contact_filt
@@ -200,8 +218,8 @@ class WildRobotEnv(Env):
             air_time=air_time * (1.0 - contact_filt),
             last_contact=contact,
         )
-        frame, critic = self._obs_frames(q, new_info, k_noise)
-        actor = self._actor_obs(frame, new_info)
+        frame, critic = self.observe(q, new_info, k_noise)
+        actor = self.observation["actor"].stacked(frame, new_info.get("obs_history"))
         if cfg.obs.history:
             new_info["obs_history"] = jnp.concatenate([frame[None], info["obs_history"][:-1]], axis=0)
 
@@ -238,10 +256,7 @@ class WildRobotEnv(Env):
         """Fix the command for the rest of the episode (no resampling) and update the obs."""
         command = jnp.asarray(command, jnp.float32)
         info = dict(state.info, command=command, command_fixed=jnp.ones((), jnp.float32))
-        obs = {
-            "actor": state.obs["actor"].at[self._cmd_slice].set(command),
-            "critic": state.obs["critic"].at[self._cmd_slice].set(command),
-        }
+        obs = {k: state.obs[k].at[view.slice("command")].set(command) for k, view in self.observation.items()}
         return state.replace(info=info, obs=obs)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -273,16 +288,13 @@ class WildRobotEnv(Env):
         zero = jax.random.bernoulli(k[1], c.zero_probability)
         return jnp.where(zero, 0.0, cmd).astype(jnp.float32)
 
-    def _quantities(self, data: Any, info: dict[str, Any]) -> dict[str, jax.Array]:
-        """Everything observations and rewards read, from the physics seam, once per step."""
+    def quantities(self, data: Any, info: dict[str, Any]) -> dict[str, jax.Array]:
+        """Everything rewards and observation blocks read from a physics state, once per step
+        (``info`` gives the randomised joint offsets and the step count of the gait clock). The
+        physics state may be the env's own or a plain MuJoCo one seen through ``physics.view``."""
         p, dr = self.physics, info["dr"]
-        quat = p.root_quat(data)
-        rot = quat_to_mat(quat)
-        yaw = yaw_from_quat(quat)
-        cy, sy = jnp.cos(yaw), jnp.sin(yaw)
-        v = p.root_linvel(data)
-        heading_vel = jnp.array([cy * v[0] + sy * v[1], -sy * v[0] + cy * v[1], v[2]])
         angvel = p.root_angvel(data)
+        heading_vel, yaw_rate = heading_velocity(p.root_quat(data), p.root_linvel(data), angvel)
         force = p.foot_contact_forces(data)
         phase = 2 * jnp.pi * self.cfg.obs.gait_frequency * info["step"] * self._dt
         phases = phase + jnp.pi * jnp.arange(self._nfeet)  # feet alternate
@@ -296,7 +308,7 @@ class WildRobotEnv(Env):
             "base_height": p.root_pos(data)[2],
             "base_vel_heading": heading_vel,
             "base_angvel": angvel,
-            "yaw_rate": (rot @ angvel)[2],
+            "yaw_rate": yaw_rate,
             "torso_up": p.torso_up_z(data),
             "contact_force": force,
             "contact": (force > self.cfg.reward.contact_threshold).astype(jnp.float32),
@@ -306,93 +318,31 @@ class WildRobotEnv(Env):
             "phase_obs": jnp.array([jnp.sin(phase), jnp.cos(phase)]),
         }
 
-    def _obs_frames(self, q: dict[str, jax.Array], info: dict[str, Any], key: jax.Array):
-        """(noisy actor frame, critic obs) of the current step."""
-
-        def frame(parts):
-            items = [
-                parts["gravity"],
-                parts["gyro"],
-                parts["joint_pos"] - self._home,
-                parts["joint_vel"] / self.desc.max_joint_speed,
-                info["prev_action"],
-                info["command"],
-            ]
-            if self.cfg.obs.gait_phase:
-                items.append(q["phase_obs"])
-            return jnp.concatenate(items).astype(jnp.float32)
-
-        clean = frame(q)
-        noisy = frame(randomize.add_noise(key, self.cfg.noise, q))
-        critic = jnp.concatenate(
-            [
-                clean,
-                q["base_vel_heading"],
-                q["base_height"][None],
-                q["contact_force"] / self._weight,
-                q["foot_height"],
-                info["air_time"],
-                info["dr"]["floor_friction"][None],
-                info["dr"]["delay"][None],
-            ]
-        ).astype(jnp.float32)
-        return noisy, critic
-
-    def _actor_obs(self, frame: jax.Array, info: dict[str, Any]) -> jax.Array:
-        if not self.cfg.obs.history:
-            return frame
-        return jnp.concatenate([frame, info["obs_history"].reshape(-1)])
+    def observe(self, q: dict[str, jax.Array], info: dict[str, Any], key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(actor frame with sensor noise, critic observation) from the step's quantities ``q`` and
+        the episode's state ``info`` (its command, previous action, air time, randomisation)."""
+        clean = dict(q, prev_action=info["prev_action"], command=info["command"], air_time=info["air_time"],
+                     floor_friction=info["dr"]["floor_friction"], action_delay=info["dr"]["delay"])
+        noisy = randomize.add_noise(key, self.cfg.noise, clean)
+        return self.observation["actor"].frame(noisy), self.observation["critic"].frame(clean)
 
     # -- deployment: observation layout, robot facts for a runtime, plain-MuJoCo observation ------
     @property
     def observation_layout(self) -> list[dict]:
-        """Name, start and size of each block of the actor observation (the export sidecar's layout)."""
-        n = self._n
-        blocks = [
-            ("gravity", 3, "unit gravity direction in the IMU frame"),
-            ("gyro", 3, "IMU angular velocity, rad/s, IMU frame"),
-            ("joint_pos", n, "joint angle minus home, rad, actuator order"),
-            ("joint_vel", n, f"joint velocity / max_joint_speed ({self.desc.max_joint_speed} rad/s)"),
-            ("prev_action", n, "the previous action, in [-1, 1]"),
-            ("command", 3, "vx, vy (m/s, heading frame), yaw rate (rad/s)"),
-        ]
-        if self.cfg.obs.gait_phase:
-            blocks.append(("gait_phase", 2, f"sin, cos of 2 pi {self.cfg.obs.gait_frequency} Hz * control steps * dt"))
-        layout, start = [], 0
-        for age in range(1 + self.cfg.obs.history):  # the current frame, then older ones
-            for name, size, unit in blocks:
-                layout.append({"name": name if age == 0 else f"{name}[t-{age}]", "start": start, "size": size,
-                               "unit": unit})
-                start += size
-        return layout
+        """Name, start, size and unit of each block of the actor observation (the export sidecar's layout)."""
+        return self.observation["actor"].layout()
 
     @property
     def mirror(self) -> Mirror:
-        """The robot's left/right mirror image (reflection through the sagittal x-z plane), block by
-        block of the actor observation: vectors flip y, angular velocities flip x and z, joints
-        follow the description's mirror map, the command flips vy and yaw rate, and the gait clock
-        moves to the other foot (half a period on). A test steps mirrored actions from mirrored
-        states and compares the observations."""
+        """The robot's left/right mirror image (reflection through the sagittal x-z plane) of actor
+        observations (block by block, from the observation spec) and of actions (the robot
+        description's joint mirror map). A test steps mirrored actions from mirrored states and
+        compares the observations."""
         if self._nfeet != 2:
             raise ValueError(f"the mirror needs two feet; the robot description has {self._nfeet}")
-        d = self.desc
-        joints = (d.mirror_permutation, d.mirror_signs)
-        blocks = {
-            "gravity": (np.arange(3), np.array([1.0, -1.0, 1.0])),
-            "gyro": (np.arange(3), np.array([-1.0, 1.0, -1.0])),
-            "joint_pos": joints,
-            "joint_vel": joints,
-            "prev_action": joints,
-            "command": (np.arange(3), np.array([1.0, -1.0, -1.0])),
-            "gait_phase": (np.arange(2), np.array([-1.0, -1.0])),  # sin, cos of the phase + pi
-        }
-        perm, sign = [], []
-        for block in self.observation_layout:
-            local_perm, local_sign = blocks[block["name"].split("[")[0]]
-            perm.append(block["start"] + np.asarray(local_perm))
-            sign.append(np.asarray(local_sign, np.float32))
-        return Mirror(obs_perm=np.concatenate(perm), obs_sign=np.concatenate(sign),
-                      action_perm=joints[0], action_sign=joints[1].astype(np.float32))
+        perm, sign = self.observation["actor"].mirror()
+        return Mirror(obs_perm=perm, obs_sign=sign, action_perm=self.desc.mirror_permutation,
+                      action_sign=self.desc.mirror_signs.astype(np.float32))
 
     def deployment_info(self) -> dict:
         """What a robot runtime needs besides the policy: joint order, home, action mapping, timing."""
@@ -440,12 +390,12 @@ class WildRobotEnv(Env):
 class MujocoObserver:
     """Runs the env's own observation code on a plain MuJoCo (C) ``MjData``, for sim-to-sim.
 
-    ``MjData`` is seen with the env's array shapes (``physics.view``), then the env's ``_quantities``,
-    ``_obs_frames`` and ``_actor_obs`` run on it (jitted once), so a plain C simulation and the env
-    share one observation function. The episode bookkeeping an env step does (previous action, step count
-    for the gait clock, frame history) is kept here. Contact forces read as zero; the actor
-    observation does not use them. Build the env with
-    randomisation and sensor noise off (``evaluation_env_config``).
+    ``MjData`` is seen with the env's array shapes (``physics.view``), then the env's ``quantities``
+    and ``observe`` and its actor view run on it (jitted once), so a plain C simulation and the env
+    share one observation function. The episode bookkeeping an env step does (previous action, step
+    count for the gait clock, frame history) is kept here. Contact forces read as zero; the actor
+    observation does not use them. Build the env with randomisation and sensor noise off
+    (``wildrobot.envs.factory.evaluation_config``).
     """
 
     def __init__(self, env: WildRobotEnv):
@@ -461,11 +411,11 @@ class MujocoObserver:
         self.history = None
 
     def _observe_fn(self, arrays, info):
-        q = self.env._quantities(self.env.physics.view(arrays), info)
-        frame, _ = self.env._obs_frames(q, info, jax.random.key(0))
+        q = self.env.quantities(self.env.physics.view(arrays), info)
+        frame, _ = self.env.observe(q, info, jax.random.key(0))
         if self.env.cfg.obs.history and "obs_history" not in info:
             info = dict(info, obs_history=jnp.tile(frame[None], (self.env.cfg.obs.history, 1)))
-        actor = self.env._actor_obs(frame, info)
+        actor = self.env.observation["actor"].stacked(frame, info.get("obs_history"))
         history = None
         if self.env.cfg.obs.history:
             history = jnp.concatenate([frame[None], info["obs_history"][:-1]], axis=0)
@@ -474,11 +424,7 @@ class MujocoObserver:
 
     def observe(self, data) -> tuple[np.ndarray, dict, bool]:
         """(actor observation, {base_vel_heading, yaw_rate, base_height, torso_up}, fallen) of ``data``."""
-        arrays = {
-            "qpos": data.qpos, "qvel": data.qvel, "cvel": data.cvel, "site_xpos": data.site_xpos,
-            "subtree_com": data.subtree_com, "actuator_force": data.actuator_force,
-            "site_xmat": data.site_xmat.reshape(-1, 3, 3), "xmat": data.xmat.reshape(-1, 3, 3),
-        }
+        arrays = self.env.physics.arrays_of(data)
         info = dict(self._info, step=jnp.int32(self.step), prev_action=self.prev_action, command=self.command)
         if self.history is not None:
             info["obs_history"] = self.history

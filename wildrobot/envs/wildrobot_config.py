@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from wildrobot.errors import require
+
 # auto: MuJoCo C on the CPU backend (called from the jitted loop), MJX elsewhere (a GPU)
 SIM_BACKENDS = ("auto", "mjx", "mujoco")
 
@@ -154,3 +156,9 @@ class WildRobotEnvConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     termination: TerminationConfig = field(default_factory=TerminationConfig)
     reset: ResetConfig = field(default_factory=ResetConfig)
+
+    def validate(self) -> None:
+        require(self.sim.backend in SIM_BACKENDS, "env.sim.backend", self.sim.backend,
+                "auto (MuJoCo C on a CPU, MJX on a GPU), mjx or mujoco")
+        require(self.sim.substeps >= 1, "env.sim.substeps", self.sim.substeps, "an integer >= 1")
+        require(self.episode_length >= 1, "env.episode_length", self.episode_length, "an integer >= 1")

@@ -53,6 +53,10 @@ class BatchedEnv:
     def mirror(self):
         return self.env.mirror
 
+    @property
+    def headline_metrics(self) -> tuple[tuple[str, str, str], ...]:
+        return self.env.headline_metrics
+
     # The whole batch is vmapped at once; an MJX env's physics step chunks itself on CPU
     # (wildrobot.envs.physics.vmap_in_chunks).
     def reset(self, keys: jax.Array) -> State:

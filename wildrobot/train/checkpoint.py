@@ -61,6 +61,17 @@ def state_signature(tree: Any) -> list[str]:
     return [f"{jax.tree_util.keystr(path)} {tuple(leaf.shape)} {leaf.dtype}" for path, leaf in leaves]
 
 
+def saved_steps(directory: Path) -> dict[str, list[int]]:
+    """{"latest": [...], "best": [...]}: the steps saved under a run's ``checkpoints/`` folder (folders
+    named by their step; Orbax writes a checkpoint under a temporary name and renames it when complete)."""
+    out = {}
+    for which in ("latest", "best"):
+        d = Path(directory) / which
+        if d.is_dir():
+            out[which] = sorted(int(p.name) for p in d.iterdir() if p.name.isdigit() and p.is_dir())
+    return out
+
+
 class Checkpointer:
     def __init__(self, directory: Path, keep: int):
         self.directory = Path(directory).absolute()  # Orbax fails on relative paths in its threads
@@ -95,9 +106,6 @@ class Checkpointer:
         self.best.wait_until_finished()
         return True
 
-    def steps(self) -> list[int]:
-        return sorted(self.latest.all_steps())
-
     def manager(self, which: str) -> ocp.CheckpointManager:
         if which not in ("latest", "best"):
             raise ValueError(f"no checkpoint folder '{which}'; use 'latest' or 'best'")
@@ -105,13 +113,19 @@ class Checkpointer:
 
     def newest_meta(self, which: str = "latest", step: Optional[int] = None) -> Optional[dict]:
         """The metadata of the newest readable checkpoint (or of ``step``); None when there is none."""
+        for _, meta in self._metas(which, step):
+            if isinstance(meta, dict):
+                return meta
+        return None
+
+    def _metas(self, which: str, step: Optional[int]):
+        """(step, metadata or the exception reading it) for ``step``, or for every step, newest first."""
         mngr = self.manager(which)
         for s in sorted(mngr.all_steps(), reverse=True) if step is None else [step]:
             try:
-                return mngr.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-            except Exception:  # noqa: BLE001 - an unreadable step is reported when the state is restored
-                continue
-        return None
+                yield s, mngr.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            except Exception as e:  # noqa: BLE001 - any unreadable file means an incomplete checkpoint
+                yield s, e
 
     def restore_newest(self, target: Any, step: Optional[int] = None, manager: str = "latest",
                        config_diff: str = "") -> tuple[Any, dict, int]:
@@ -119,19 +133,15 @@ class Checkpointer:
         ``jax.eval_shape`` tree, so optax namedtuples and typed keys come back typed). A
         checkpoint that fails to read is reported by step and the previous one is tried."""
         mngr = self.manager(manager)
-        steps = sorted(mngr.all_steps(), reverse=True)
-        if step is not None:
-            if step not in steps:
-                raise CheckpointError(f"no checkpoint at step {step} in {mngr.directory}; found steps {sorted(steps)}")
-            steps = [step]
+        steps = sorted(mngr.all_steps())
+        if step is not None and step not in steps:
+            raise CheckpointError(f"no checkpoint at step {step} in {mngr.directory}; found steps {steps}")
         if not steps:
             raise CheckpointError(f"no checkpoint found in {mngr.directory}")
         failures = []
-        for s in steps:
-            try:
-                meta = mngr.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-            except Exception as e:  # noqa: BLE001 - any unreadable file means an incomplete checkpoint
-                failures.append(f"step {s}: metadata unreadable ({type(e).__name__}: {str(e)[:200]})")
+        for s, meta in self._metas(manager, step):
+            if not isinstance(meta, dict):
+                failures.append(f"step {s}: metadata unreadable ({type(meta).__name__}: {str(meta)[:200]})")
                 continue
             if meta.get("state_signature") != state_signature(target):
                 raise StateShapeError(_signature_mismatch(meta, s) + config_diff)

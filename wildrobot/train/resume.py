@@ -1,0 +1,114 @@
+"""Resume: which run and checkpoint ``trainer.resume`` names, whether this config can continue it,
+and restoring its state.
+
+``trainer.resume`` takes ``latest`` (the newest run with checkpoints under ``outputs/`` or
+``multirun/``), a run directory, its ``checkpoints/`` folder or one checkpoint
+(``checkpoints/{latest,best}/<step>``). The tools that load a trained run (``wildrobot.runs``)
+read run paths the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, NamedTuple, Optional
+
+from wildrobot.config import Config
+from wildrobot.envs.core import PHYSICS_NAMES
+from wildrobot.errors import ConfigError
+from wildrobot.train.checkpoint import Checkpointer, CheckpointError, saved_steps
+
+log = logging.getLogger(__name__)
+
+# Config keys whose change on resume is expected (budget, cadence, where to resume from).
+RESUME_FREE_KEYS = ("trainer.iterations", "trainer.log_every", "trainer.checkpoint_every", "trainer.eval_every",
+                    "trainer.keep_checkpoints", "trainer.resume", "trainer.progress", "trainer.mode")
+
+
+class RunLocation(NamedTuple):
+    run_dir: Path
+    step: Optional[int]  # None: the newest
+    which: str  # "latest" | "best"
+
+
+def resolve_resume(spec: str, search_root: Path, current_run_dir: Path,
+                   option: str = "trainer.resume") -> RunLocation:
+    """``trainer.resume`` (or another ``option`` naming a run) -> where its checkpoints are."""
+    if spec == "latest":
+        candidates = []
+        for pattern in ("outputs/*/*/checkpoints", "multirun/*/*/*/checkpoints"):
+            for d in search_root.glob(pattern):
+                steps = saved_steps(d).get("latest", [])
+                if steps and d.parent.resolve() != current_run_dir.resolve():
+                    candidates.append((max((d / "latest" / str(s)).stat().st_mtime for s in steps), d.parent))
+        if not candidates:
+            raise ConfigError(f"{option}=latest: no run with checkpoints under {search_root}/outputs or "
+                              f"{search_root}/multirun. Pass a run directory instead.")
+        return RunLocation(max(candidates)[1], None, "latest")
+    path = Path(spec).expanduser()
+    if not path.is_absolute():
+        path = search_root / path
+    if not path.exists():
+        raise ConfigError(f"{option}={spec!r}: {path} does not exist. Give a run directory (it holds "
+                          f"checkpoints/), a checkpoint directory (checkpoints/latest/<step>), or 'latest'.")
+    path = path.resolve()
+    if path.name.isdigit() and path.parent.name in ("latest", "best"):
+        return RunLocation(path.parent.parent.parent, int(path.name), path.parent.name)
+    if path.name in ("latest", "best") and path.parent.name == "checkpoints":
+        return RunLocation(path.parent.parent, None, path.name)
+    if path.name == "checkpoints":
+        return RunLocation(path.parent, None, "latest")
+    if (path / "checkpoints").is_dir():
+        return RunLocation(path, None, "latest")
+    raise ConfigError(f"{option}={spec!r}: {path} holds no checkpoints/ folder. Give the run directory "
+                      f"that a training run wrote (with checkpoints/ inside), a checkpoint directory, or 'latest'.")
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if dataclasses.is_dataclass(d):
+        d = dataclasses.asdict(d)
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: list(d) if isinstance(d, tuple) else d}
+
+
+def config_differences(stored: dict, current: Config) -> list[str]:
+    old, new = flatten(stored), flatten(current)
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: checkpoint {old.get(k, '<absent>')!r} vs now {new.get(k, '<absent>')!r}"
+            for k in keys if old.get(k) != new.get(k) and k not in RESUME_FREE_KEYS]
+
+
+def check_resumable(meta: dict, cfg: Config, physics: str) -> list[str]:
+    """Refuse a checkpoint of another env, algorithm or physics engine (with the override that
+    continues it); the other config keys that differ, for the log and the shape error."""
+    if meta.get("env") != cfg.env.name or meta.get("algo") != cfg.algo.name:
+        raise CheckpointError(
+            f"the checkpoint was written by env '{meta.get('env')}' with algo '{meta.get('algo')}', "
+            f"but this run is env '{cfg.env.name}' with algo '{cfg.algo.name}'. "
+            f"Resume with env={meta.get('env')} algo={meta.get('algo')}.")
+    # Checkpoints from before the MuJoCo C backend have no "physics": they all stepped MJX.
+    saved = meta.get("physics", "mjx" if physics else "")
+    if physics and saved and saved != physics:
+        raise CheckpointError(
+            f"the checkpoint's env state was stepped by {PHYSICS_NAMES.get(saved, saved)}, but this run's "
+            f"physics is {PHYSICS_NAMES.get(physics, physics)} (env.sim.backend=auto picks MuJoCo C on a CPU "
+            f"and MJX on a GPU), and one cannot continue the other's state. Resume with "
+            f"env.sim.backend={saved}, or evaluate or export the run's policy, which does not need it.")
+    return config_differences(meta.get("config", {}), cfg)
+
+
+def restore_for_resume(ckpt: Checkpointer, location: RunLocation, abstract: Any, cfg: Config,
+                       physics: str) -> tuple[Any, int]:
+    """(carry, iteration) of the checkpoint ``location`` names, restored onto ``abstract``."""
+    meta = ckpt.newest_meta(location.which, location.step)
+    diff = check_resumable(meta, cfg, physics) if meta is not None else []  # None: restore says what is wrong
+    carry, _, start = ckpt.restore_newest(abstract, step=location.step, manager=location.which,
+                                          config_diff=("\nKeys that differ:\n  " + "\n  ".join(diff)) if diff else "")
+    if diff:
+        log.warning("resuming with a config that differs from the checkpoint's:\n  %s", "\n  ".join(diff))
+    return carry, start
