@@ -65,10 +65,14 @@ class Trainer:
             return 128 + signal.SIGINT
         it, metrics = self.start_iteration, {}
         chunks = ChunkRunner(self.chunk_fn, self.clock)
+
+        def next_chunk(carry: Any, it: int) -> None:
+            if it < t.iterations:
+                chunks.launch(carry, it, chunk_length(it, t.log_every, t.iterations))
+
         try:
             with StopRequest() as stop:
-                if it < t.iterations:
-                    chunks.launch(carry, it, chunk_length(it, t.log_every, t.iterations))
+                next_chunk(carry, it)
                 while chunks.pending:
                     done = chunks.wait()
                     carry, it = done.carry, done.end
@@ -76,8 +80,8 @@ class Trainer:
                     # while Python works; not when this chunk's state is still needed (evaluation,
                     # checkpoint, stop): the next chunk would take it over (donated buffers).
                     keep = self.evaluation_due(it) or self.checkpoint_due(it) or stop.requested
-                    if not keep and it < t.iterations:
-                        chunks.launch(carry, it, chunk_length(it, t.log_every, t.iterations))
+                    if not keep:
+                        next_chunk(carry, it)
                     metrics = self.chunk_metrics(done, started)
                     if self.evaluation_due(it):
                         metrics.update(self.evaluate(carry, it))
@@ -85,8 +89,8 @@ class Trainer:
                     if keep:  # this chunk's state is the newest
                         if self.checkpoint_due(it) or stop.requested:
                             self.ckpt.save(it, carry, self.meta)
-                        if it < t.iterations and not stop.requested:
-                            chunks.launch(carry, it, chunk_length(it, t.log_every, t.iterations))
+                        if not stop.requested:
+                            next_chunk(carry, it)
                 if stop.requested:
                     print(f"Stopped by {stop.name} at iteration {it}; checkpoint saved in "
                           f"{self.out_dir / 'checkpoints' / 'latest' / str(it)}. Resume with trainer.resume={self.out_dir}")
