@@ -164,6 +164,70 @@ def evaluate_policy(loaded: Any, commands: Optional[np.ndarray] = None, episodes
 
 
 # ------------------------------------------------------------------------------------------------
+# the gait next to a reference motion
+SETTLE_S = 1.0  # the start of an episode (from standing) is left out of the gait comparison
+
+
+def compare_gaits(res: EvalResults, env: Any, dataset: str | Path, tolerance: float = 0.05) -> list[dict]:
+    """For each evaluated command with a reference clip of (nearly) the same command in ``dataset``:
+    the imitation metrics between the policy's joint trajectory (its first episode, after
+    ``SETTLE_S``) and the reference's (looped to the same length): dynamic time warping, discrete
+    Fréchet distance, per-joint RMS after phase alignment; and the gait descriptors of both."""
+    from wildrobot.motions.checks import Limits, contacts, gait_descriptors, kinematics
+    from wildrobot.motions.loader import load_dataset, resample
+    from wildrobot.motions.metrics import aligned_rms, dtw_distance, frechet_distance
+    from wildrobot.motions.model import RobotModel
+
+    if res.recording is None:
+        raise UsageError("comparing with a reference needs the episodes' states (evaluate_policy(record=True))")
+    robot = RobotModel(env.desc)
+    clips = [c for c, _ in load_dataset(dataset, env.desc) if c.command is not None]
+    fps = 1.0 / res.dt
+    out = []
+    for i, command in enumerate(res.commands):
+        if not clips:
+            break
+        clip = min(clips, key=lambda c: float(np.linalg.norm(c.command - command)))
+        if np.linalg.norm(clip.command - command) > tolerance:
+            continue
+        alive = int(np.sum(res.recording["alive"][:, i] > 0))
+        qpos = res.recording["qpos"][int(SETTLE_S * fps):alive, i]
+        if len(qpos) < 10:
+            continue
+        reference = resample(clip, fps)
+        ref_qpos = robot.qpos(reference)
+        window = min(len(qpos), 2 * reference.num_frames)
+        policy_joints = qpos[:window, robot.qpos_idx]
+        looped = np.tile(reference.joint_pos, (int(np.ceil(window / reference.num_frames)), 1))[:window]
+        rms, shift = aligned_rms(policy_joints, reference.joint_pos)
+        points = kinematics(robot, qpos)["points"]
+        mine = gait_descriptors(qpos, fps, contacts(points, Limits()), points, robot.root_qpos)
+        ref_points = kinematics(robot, ref_qpos)["points"]
+        theirs = gait_descriptors(ref_qpos, fps, contacts(ref_points, Limits(), reference.foot_contact), ref_points,
+                                  robot.root_qpos, loop=reference.loop)
+        out.append({"command": [float(x) for x in command], "reference": clip.name,
+                    "dtw": dtw_distance(policy_joints, looped), "frechet": frechet_distance(policy_joints, looped),
+                    "joint_rms": float(rms.mean()), "joint_rms_per_joint": dict(zip(env.desc.joint_names, map(float, rms))),
+                    "policy": mine, "reference_gait": theirs})
+    return out
+
+
+def format_gait_table(rows: list[dict]) -> str:
+    if not rows:
+        return "Gait vs reference: no reference clip matches the evaluated commands"
+    head = (f"{'command':<18} {'reference':<34} {'DTW':>6} {'Frechet':>8} {'RMS':>6}  "
+            f"{'cadence':>13} {'stride m':>13} {'duty':>11} {'clear mm':>11}")
+    lines = ["Gait vs reference (joint angles, rad; policy / reference):", head, "-" * len(head)]
+    for r in rows:
+        p, q = r["policy"], r["reference_gait"]
+        lines.append(f"{_command_text(np.asarray(r['command'])):<18} {r['reference']:<34} {r['dtw']:6.3f} "
+                     f"{r['frechet']:8.3f} {r['joint_rms']:6.3f}  {p['cadence']:5.2f} / {q['cadence']:5.2f} "
+                     f"{p['stride_length']:5.3f} / {q['stride_length']:5.3f} {p['duty_factor']:4.2f} / "
+                     f"{q['duty_factor']:4.2f} {1000 * p['swing_clearance']:4.0f} / {1000 * q['swing_clearance']:4.0f}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
 # the table
 def _fmt(x: float, width: int = 8) -> str:
     return " " + _fmt_number(x, width - 1)  # a space keeps wide numbers apart
@@ -315,10 +379,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-seconds", type=float, default=3.0, help="seconds of each command's first episode in "
                                                                     "the video (default 3)")
     p.add_argument("--seed", type=int, default=0, help="reset randomness (default 0)")
+    p.add_argument("--reference", default=None, help="a motion dataset (folder, manifest or clip) to compare the "
+                                                      "policy's gait with, per command (docs/motions.md)")
     return p
 
 
-_LEGACY = re.compile(r"^(run|episodes|commands|video|json|step|which|steps|video_seconds|seed)=(.*)$", re.S)
+_LEGACY = re.compile(r"^(run|episodes|commands|video|json|step|which|steps|video_seconds|seed|reference)=(.*)$", re.S)
 
 
 def legacy_arguments(argv: Sequence[str]) -> list[str]:
@@ -381,6 +447,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_jax()
     import jax
 
+    from wildrobot.motions.clip import MotionError
     from wildrobot.runs import LoadError, evaluation_env, load_run
 
     try:
@@ -390,19 +457,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         has_model = getattr(env, "mj_model", None) is not None
         print(f"Loaded {loaded.run_dir} step {loaded.step} (env {loaded.cfg.env.name}, algo {loaded.cfg.algo.name})")
         t0 = time.perf_counter()
+        if args.reference and not has_model:
+            raise UsageError(f"--reference needs a robot env; this run trained env '{loaded.cfg.env.name}'")
         res = evaluate_policy(loaded, commands, args.episodes, jax.random.key(args.seed), args.steps,
-                              record=want_video and has_model, env=env)
-    except (UsageError, LoadError) as e:
+                              record=(want_video or bool(args.reference)) and has_model, env=env)
+        gait = compare_gaits(res, env, args.reference) if args.reference else None
+    except (UsageError, LoadError, MotionError) as e:
         print(f"Error: {e}", file=sys.stderr)
         return 2
     n_steps = len(res.commands) * res.episodes * res.steps
     print(f"Ran {n_steps:,} env steps in {time.perf_counter() - t0:.1f} s (compile included)")
     print(format_table(res))
+    if gait is not None:
+        print()
+        print(format_gait_table(gait))
 
     if args.json.lower() != "none":
         path = Path(args.json) if args.json != "auto" else _default_output(loaded, args.which, ".json")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(res.to_dict(), indent=2))
+        path.write_text(json.dumps({**res.to_dict(), **({"gait": gait} if gait is not None else {})}, indent=2))
         print(f"Results: {path}")
 
     if not want_video:

@@ -54,6 +54,16 @@ def heading_velocity(quat: Any, linvel_world: Any, angvel_body: Any) -> tuple[An
     return heading, yaw_rate
 
 
+def to_heading_frame(quat: Any, vec_world: Any) -> Any:
+    """World vectors (..., 3) expressed in the heading frame of orientations ``quat`` (rotated about
+    world z by minus the heading; z stays vertical)."""
+    xp = _xp(quat, vec_world)
+    yaw = yaw_from_quat(quat)
+    cy, sy = xp.cos(yaw), xp.sin(yaw)
+    v = vec_world
+    return xp.stack([cy * v[..., 0] + sy * v[..., 1], -sy * v[..., 0] + cy * v[..., 1], v[..., 2]], axis=-1)
+
+
 def xyzw_to_wxyz(q):
     """Motion files often store (x, y, z, w); convert once at that boundary."""
     return q[..., [3, 0, 1, 2]]

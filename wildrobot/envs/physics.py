@@ -175,6 +175,9 @@ class Physics:
         self.home_mjdata = mujoco.MjData(m)
         mujoco.mj_resetDataKeyframe(m, self.home_mjdata, self.home_key)
         mujoco.mj_forward(m, self.home_mjdata)
+        # MJX's model of the plain MJCF (no added sensors), for forward kinematics on either backend
+        # (made here, outside any trace: it is reused by every call)
+        self._kinematic_model = mjx.put_model(mujoco.MjModel.from_xml_path(desc.mjcf_path))
 
     def _load(self, desc: RobotDescription) -> mujoco.MjModel:
         return mujoco.MjModel.from_xml_path(desc.mjcf_path)
@@ -255,6 +258,12 @@ class Physics:
 
     def is_finite(self, d) -> jax.Array:
         return jnp.all(jnp.isfinite(d.qpos)) & jnp.all(jnp.isfinite(d.qvel))
+
+    def foot_pos_of(self, qpos: jax.Array) -> jax.Array:
+        """World positions of the sole sites at ``qpos``, by forward kinematics (``mjx.kinematics``):
+        from the positions alone, unlike ``foot_pos``, which reads the last substep's forward pass."""
+        m = self._kinematic_model
+        return mjx.kinematics(m, mjx.make_data(m).replace(qpos=qpos)).site_xpos[self.foot_sites]
 
 
 class MjxPhysics(Physics):

@@ -22,11 +22,11 @@ import numpy as np
 
 from wildrobot.envs import randomize, rewards
 from wildrobot.envs.core import Env, Mirror, State
-from wildrobot.envs.frames import heading_velocity, yaw_quat
+from wildrobot.envs.frames import heading_velocity, quat_to_mat, to_heading_frame, yaw_quat
 from wildrobot.envs.observation import ObservationView
 from wildrobot.envs.physics import make_physics
 from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
-from wildrobot.envs.wildrobot_observation import views
+from wildrobot.envs.wildrobot_observation import feature_view, views
 from wildrobot.robot.description import RobotDescription, load_robot_description
 
 
@@ -75,6 +75,8 @@ class WildRobotEnv(Env):
         self._resample_steps = max(1, int(round(cfg.command.resample_interval_s / self._dt)))
         # {"actor": ..., "critic": ...}: every size, layout, slice and mirror below follows from these
         self.observation: dict[str, ObservationView] = views(self.desc, cfg, self._weight)
+        # the kinematic features of a state (a discriminator's input), from the same table of blocks
+        self.feature_view: ObservationView = feature_view(self.desc, cfg, self._weight)
 
     # -- Env interface ----------------------------------------------------------------------------
     @property
@@ -317,6 +319,30 @@ class WildRobotEnv(Env):
             "phase": phases,
             "phase_obs": jnp.array([jnp.sin(phase), jnp.cos(phase)]),
         }
+
+    def kinematics(self, qpos: jax.Array, qvel: jax.Array) -> dict[str, jax.Array]:
+        """The kinematic state of a physics state, from its positions and velocities alone (forward
+        kinematics for the soles), so that a policy's state and a reference motion's frame give the
+        same numbers: true joint angles and velocities (no servo offset), base height, base linear and
+        angular velocity and the soles relative to the base, in the heading frame."""
+        p = self.physics
+        root = qpos[p.root_qpos : p.root_qpos + 3]
+        quat = qpos[p.root_qpos + 3 : p.root_qpos + 7]
+        linvel, angvel_body = qvel[p.root_dof : p.root_dof + 3], qvel[p.root_dof + 3 : p.root_dof + 6]
+        heading_vel, _ = heading_velocity(quat, linvel, angvel_body)
+        angvel_world = quat_to_mat(quat) @ angvel_body
+        return {
+            "joint_angle": qpos[p.qpos_idx],
+            "joint_vel": qvel[p.dof_idx],
+            "base_height": root[2],
+            "base_vel_heading": heading_vel,
+            "base_angvel_heading": to_heading_frame(quat, angvel_world),
+            "feet_pos_heading": to_heading_frame(quat, p.foot_pos_of(qpos) - root),
+        }
+
+    def features(self, qpos: jax.Array, qvel: jax.Array) -> jax.Array:
+        """The feature vector (``feature_view``) of one physics state."""
+        return self.feature_view.frame(self.kinematics(qpos, qvel))
 
     def observe(self, q: dict[str, jax.Array], info: dict[str, Any], key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(actor frame with sensor noise, critic observation) from the step's quantities ``q`` and

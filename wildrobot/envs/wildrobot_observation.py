@@ -47,6 +47,15 @@ def blocks(desc: RobotDescription, cfg: WildRobotEnvConfig, weight: float) -> di
         Block("floor_friction", 1, lambda q: q["floor_friction"][None], "the episode's floor friction", unchanged(1)),
         Block("action_delay", 1, lambda q: q["action_delay"][None], "1 in an episode with one step of action delay",
               unchanged(1)),
+        # the kinematic state (WildRobotEnv.kinematics: from qpos and qvel alone, for policy states and
+        # reference frames alike)
+        Block("joint_angle", n, lambda q: q["joint_angle"] - home, "joint angle minus home, rad (no servo offset)",
+              joints),
+        Block("base_ang_vel", 3, lambda q: q["base_angvel_heading"], "base angular velocity, rad/s, heading frame",
+              flips(-1, 1, -1)),
+        Block("feet_pos", 3 * nfeet, lambda q: q["feet_pos_heading"].reshape(-1),
+              "sole positions relative to the base, m, heading frame (left x, y, z, then right)",
+              (np.array([3, 4, 5, 0, 1, 2]), np.array([1, -1, 1, 1, -1, 1], np.float32)) if nfeet == 2 else None),
     ]
     return {b.name: b for b in table}
 
@@ -54,6 +63,16 @@ def blocks(desc: RobotDescription, cfg: WildRobotEnvConfig, weight: float) -> di
 ACTOR_FRAME = ("gravity", "gyro", "joint_pos", "joint_vel", "prev_action", "command", "gait_phase")
 PRIVILEGED = ("base_lin_vel", "base_height", "foot_contact_force", "foot_height", "air_time", "floor_friction",
               "action_delay")
+
+
+# what a motion-style discriminator compares between the policy's transitions and reference gaits
+FEATURES = ("joint_angle", "joint_vel", "base_height", "base_lin_vel", "base_ang_vel", "feet_pos")
+
+
+def feature_view(desc: RobotDescription, cfg: WildRobotEnvConfig, weight: float) -> ObservationView:
+    """The kinematic features of a state (``FEATURES``), read from ``WildRobotEnv.kinematics``."""
+    table = blocks(desc, cfg, weight)
+    return ObservationView(tuple(table[name] for name in FEATURES))
 
 
 def views(desc: RobotDescription, cfg: WildRobotEnvConfig, weight: float) -> dict[str, ObservationView]:
