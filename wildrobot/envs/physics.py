@@ -175,9 +175,7 @@ class Physics:
         self.home_mjdata = mujoco.MjData(m)
         mujoco.mj_resetDataKeyframe(m, self.home_mjdata, self.home_key)
         mujoco.mj_forward(m, self.home_mjdata)
-        # MJX's model of the plain MJCF (no added sensors), for forward kinematics on either backend
-        # (made here, outside any trace: it is reused by every call)
-        self._kinematic_model = mjx.put_model(mujoco.MjModel.from_xml_path(desc.mjcf_path))
+        self._kinematic_model = None  # made on first use by foot_pos_of
 
     def _load(self, desc: RobotDescription) -> mujoco.MjModel:
         return mujoco.MjModel.from_xml_path(desc.mjcf_path)
@@ -262,6 +260,11 @@ class Physics:
     def foot_pos_of(self, qpos: jax.Array) -> jax.Array:
         """World positions of the sole sites at ``qpos``, by forward kinematics (``mjx.kinematics``):
         from the positions alone, unlike ``foot_pos``, which reads the last substep's forward pass."""
+        if self._kinematic_model is None:
+            # MJX's model of the plain MJCF (no added sensors), for either backend; made eagerly even when
+            # the first call is being traced, since every later call reuses it
+            with jax.ensure_compile_time_eval():
+                self._kinematic_model = mjx.put_model(mujoco.MjModel.from_xml_path(self.desc.mjcf_path))
         m = self._kinematic_model
         return mjx.kinematics(m, mjx.make_data(m).replace(qpos=qpos)).site_xpos[self.foot_sites]
 
