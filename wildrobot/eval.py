@@ -2,7 +2,7 @@
 
     uv run python -m wildrobot.eval <run dir or checkpoint> [--episodes N] [--commands grid|"vx,vy,yaw;..."]
         [--video PATH|none] [--json PATH|none] [--step N] [--which latest|best] [--steps N]
-        [--video-seconds S] [--seed N]
+        [--video-seconds S] [--seed N] [--reference MOTION_DATASET]
 
 (The older ``key=value`` form, ``run=<run> episodes=4 ...``, is read too.) Everything else (env,
 network sizes, normaliser) comes from the config stored in the checkpoint.
@@ -11,8 +11,9 @@ episode (no resampling), runs the deterministic policy on one env per (command, 
 jitted batch for the full episode length (``wildrobot.algos.evaluation.run_episodes``, the
 rollout training-time evaluation uses), and reports per command and overall: return, length,
 falls, tracking errors and mean velocities, every reward term's episode sum (and ``imitation/*``
-metrics when the env reports them), and the joints whose action the policy holds at its limit.
-``evaluate_policy`` is the reusable part (benchmarks call it directly).
+metrics when the env reports them), and the joints whose action the policy holds at its limit;
+with ``--reference``, the policy's gait next to a reference motion's (``compare_gaits``,
+docs/motions.md). ``evaluate_policy`` is the reusable part (benchmarks call it directly).
 """
 
 from __future__ import annotations
