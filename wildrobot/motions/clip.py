@@ -58,10 +58,6 @@ class Clip:
     def num_frames(self) -> int:
         return int(self.joint_pos.shape[0])
 
-    @property
-    def duration(self) -> float:
-        return self.num_frames / self.fps
-
     def replace(self, **changes) -> "Clip":
         return dataclasses.replace(self, **changes)
 

@@ -51,7 +51,6 @@ class Plan:
     heading: np.ndarray  # (N,)
     feet: np.ndarray  # (N, 2, 4): x, y, z, yaw of the left and right sole
     contact: np.ndarray  # (N, 2)
-    step_starts: np.ndarray  # time each step begins
     keep: slice  # the frames of the kept gait cycles
 
 
@@ -202,8 +201,7 @@ class Walker:
         com = np.stack([preview_control(zmp[:, k], dt, height, horizon, self.com_home[k]) for k in range(2)], -1)
         first = s.warmup_steps  # an even step: the left foot is about to swing
         keep = slice(int(round(starts[first] * s.rate)), int(round(starts[first + 2 * s.cycles] * s.rate)))
-        return Plan(t=t[:n], zmp=zmp[:n], com=com, heading=heading[:n], feet=feet[:n], contact=contact[:n],
-                    step_starts=starts, keep=keep)
+        return Plan(t=t[:n], zmp=zmp[:n], com=com, heading=heading[:n], feet=feet[:n], contact=contact[:n], keep=keep)
 
     # -- inverse kinematics -----------------------------------------------------------------------
     def solve(self, plan: Plan, frames: np.ndarray, iterations: int = 30, tolerance: float = 1e-6) -> np.ndarray:
