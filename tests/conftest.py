@@ -110,6 +110,30 @@ def assert_trees_equal(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+RESUME_CADENCE = ["trainer.log_every=2", "trainer.checkpoint_every=2", "trainer.eval_every=2"]
+
+
+def interrupted_and_uninterrupted(overrides: list[str], root: Path):
+    """Under ``root``: ``full``, an uninterrupted 4-iteration run, and ``part``, a run stopped after
+    2 iterations then resumed to 4 (from another Hydra directory); returns the full run's trainer."""
+    full = make_trainer(overrides + RESUME_CADENCE + ["trainer.iterations=4"], root / "full")
+    assert full.run() == 0
+    assert make_trainer(overrides + RESUME_CADENCE + ["trainer.iterations=2"], root / "part").run() == 0
+    resumed = make_trainer(overrides + RESUME_CADENCE + ["trainer.iterations=4", f"trainer.resume={root / 'part'}"],
+                           root / "resumed_hydra_dir")
+    assert resumed.run() == 0
+    return full
+
+
+def assert_resume_was_exact(root: Path, full):
+    """The final states of ``interrupted_and_uninterrupted``'s two runs are equal bit for bit; returns it."""
+    a, _, step_a = restore_latest(root / "full", full)
+    b, _, step_b = restore_latest(root / "part", full)
+    assert step_a == step_b == 4
+    assert_trees_equal(a, b)
+    return a
+
+
 def restore_latest(run_dir: Path, trainer, step=None):
     """The carry saved under ``run_dir`` (newest or ``step``), restored onto the trainer's init."""
     import jax

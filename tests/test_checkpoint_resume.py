@@ -10,7 +10,8 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import TINY_PPO, assert_trees_equal, make_trainer, restore_latest
+from conftest import (RESUME_CADENCE, TINY_PPO, assert_resume_was_exact, assert_trees_equal,
+                      interrupted_and_uninterrupted, make_trainer, restore_latest)
 from wildrobot.train.checkpoint import Checkpointer, CheckpointError
 from wildrobot.train.logging import read_scalars
 
@@ -35,31 +36,18 @@ def test_round_trip_keeps_optax_state_and_typed_key(tmp_path):
 def ppo_runs(tmp_path_factory):
     """An uninterrupted 4-iteration run, and one stopped after 2 iterations then resumed to 4."""
     root = tmp_path_factory.mktemp("resume")
-    cadence = ["trainer.log_every=2", "trainer.checkpoint_every=2", "trainer.eval_every=2"]
-    full = make_trainer(TINY_PPO + cadence + ["trainer.iterations=4"], root / "full")
-    assert full.run() == 0
-    part = make_trainer(TINY_PPO + cadence + ["trainer.iterations=2"], root / "part")
-    assert part.run() == 0
-    resumed = make_trainer(TINY_PPO + cadence + ["trainer.iterations=4", f"trainer.resume={root / 'part'}"],
-                           root / "resumed_hydra_dir")
-    assert resumed.run() == 0
-    return root, full
+    return root, interrupted_and_uninterrupted(TINY_PPO, root)
 
 
 def test_resume_matches_uninterrupted_run_bit_for_bit(ppo_runs):
-    root, full = ppo_runs
-    a, _, step_a = restore_latest(root / "full", full)
-    b, _, step_b = restore_latest(root / "part", full)
-    assert step_a == step_b == 4
-    assert_trees_equal(a, b)
+    assert_resume_was_exact(*ppo_runs)
 
 
 def test_resume_from_an_iteration_off_the_log_grid_returns_to_it_and_matches(ppo_runs, tmp_path):
     """A run stopped after its one-iteration first chunk resumes with a chunk up to log_every."""
     root, full = ppo_runs
-    cadence = ["trainer.log_every=2", "trainer.checkpoint_every=2", "trainer.eval_every=2"]
-    assert make_trainer(TINY_PPO + cadence + ["trainer.iterations=1"], tmp_path / "one").run() == 0
-    resumed = make_trainer(TINY_PPO + cadence + ["trainer.iterations=4", f"trainer.resume={tmp_path / 'one'}"],
+    assert make_trainer(TINY_PPO + RESUME_CADENCE + ["trainer.iterations=1"], tmp_path / "one").run() == 0
+    resumed = make_trainer(TINY_PPO + RESUME_CADENCE + ["trainer.iterations=4", f"trainer.resume={tmp_path / 'one'}"],
                            tmp_path / "hydra")
     assert resumed.run() == 0
     assert resumed.chunk_iterations == [1, 2]  # iterations 2, then 3-4

@@ -61,12 +61,6 @@ def test_bad_override_exits_2_with_a_message_before_compiling(tmp_path, override
     assert not list(tmp_path.glob("outputs/*/*/checkpoints"))
 
 
-def test_ppo_amp_says_it_is_not_built(tmp_path):
-    res = run_cli(["algo=ppo_amp", "env=stub", "trainer.num_envs=512"], cwd=tmp_path)
-    assert res.returncode == 3
-    assert "not built yet" in res.stdout
-
-
 @pytest.mark.parametrize("deliveries", [1, 2], ids=["once", "twice_as_uv_run_forwards_it_without_a_terminal"])
 def test_ctrl_c_saves_a_complete_checkpoint_that_resumes(tmp_path, deliveries):
     args = TINY_PPO + ["trainer.iterations=100000", "trainer.log_every=2", "trainer.checkpoint_every=1000",

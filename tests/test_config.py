@@ -46,7 +46,8 @@ def test_defaults_are_ppo_on_wildrobot_and_smoke_makes_one_update():
 
 def test_ppo_amp_composes_with_512_envs():
     cfg = typed_config(["algo=ppo_amp", "trainer.num_envs=512"])
-    assert cfg.trainer.num_envs == 512 and cfg.algo.style_reward_weight == pytest.approx(0.5)
+    assert cfg.trainer.num_envs == 512 and cfg.algo.style_reward_weight == pytest.approx(1.0)
+    assert cfg.algo.symmetry_coef == 1.0  # PPO's settings as algo=ppo has them
 
 
 def test_wrong_type_is_rejected_with_the_key():
@@ -75,6 +76,14 @@ def test_unknown_key_is_rejected_and_allowed_keys_listed(override, key):
         (["algo.lr_schedule=cosine"], "algo.lr_schedule", "adaptive_kl"),
         (["algo.policy.activation=gelu2"], "algo.policy.activation", "elu"),
         (["algo.discount=1.5"], "algo.discount", "(0, 1]"),
+        (["algo=ppo_amp", "algo.style_reward_weight=0"], "algo.style_reward_weight", "algo=ppo"),
+        (["algo=ppo_amp", "algo.reference_start_share=1.5"], "algo.reference_start_share", "[0, 1]"),
+        (["algo=ppo_amp", "algo.discriminator.batch_size=4096", "algo.discriminator.replay_size=1000"],
+         "algo.discriminator.replay_size", ">= algo.discriminator.batch_size"),
+        (["algo=ppo_amp", "algo.discriminator.hidden_sizes=[]"], "algo.discriminator.hidden_sizes", "non-empty"),
+        (["algo=ppo_amp", "algo.discriminator.gradient_penalty=-1"], "algo.discriminator.gradient_penalty", ">= 0"),
+        (["algo=ppo_amp", "algo.discriminator.updates_per_minibatch=0"], "algo.discriminator.updates_per_minibatch",
+         ">= 1"),
     ],
 )
 def test_impossible_values_name_key_value_and_what_is_allowed(overrides, key, allowed):

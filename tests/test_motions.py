@@ -196,6 +196,18 @@ def test_the_generator_is_deterministic(library, tmp_path):
     np.testing.assert_array_equal(first.root_pos, second.root_pos)
 
 
+def test_the_shipped_library_is_what_the_generator_writes(library):
+    """wildrobot/motions/data/walk (algo=ppo_amp's default dataset) regenerates from the code."""
+    from wildrobot.motions.features import BUILTIN_DATASET
+
+    name = "walk_vx+0.20_vy+0.00_yaw+0.00.npz"
+    shipped, generated = read_clip(BUILTIN_DATASET.parent / name), read_clip(library / name)
+    for field in ("joint_pos", "root_pos", "root_quat", "foot_contact", "command"):
+        np.testing.assert_allclose(getattr(shipped, field), getattr(generated, field), atol=1e-6, err_msg=field)
+    names = [f.name for f, _ in dataset_files(BUILTIN_DATASET)]
+    assert "stand.npz" in names and name in names
+
+
 def test_a_still_pose_passes_and_its_zmp_is_under_the_com(robot):
     from wildrobot.motions.checks import inverse_dynamics, kinematics
 

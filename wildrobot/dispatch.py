@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from wildrobot.config import Config
 from wildrobot.train.runner import Trainer
-from wildrobot.train.trainers import NotBuiltTrainer, PPOTrainer, SmokeTrainer
+from wildrobot.train.trainers import AMPTrainer, PPOTrainer, SmokeTrainer
 from wildrobot.train.verify import VerifyTrainer
 
 TRAINERS: dict[str, type[Trainer]] = {
     "jax_smoke": SmokeTrainer,
     "ppo": PPOTrainer,
-    "ppo_amp": NotBuiltTrainer,
+    "ppo_amp": AMPTrainer,
 }
 
 

@@ -166,50 +166,26 @@ def evaluate_policy(loaded: Any, commands: Optional[np.ndarray] = None, episodes
 
 # ------------------------------------------------------------------------------------------------
 # the gait next to a reference motion
-SETTLE_S = 1.0  # the start of an episode (from standing) is left out of the gait comparison
-
-
 def compare_gaits(res: EvalResults, env: Any, dataset: str | Path, tolerance: float = 0.05) -> list[dict]:
     """For each evaluated command with a reference clip of (nearly) the same command in ``dataset``:
-    the imitation metrics between the policy's joint trajectory (its first episode, after
-    ``SETTLE_S``) and the reference's (looped to the same length): dynamic time warping, discrete
-    Fréchet distance, per-joint RMS after phase alignment; and the gait descriptors of both."""
-    from wildrobot.motions.checks import Limits, contacts, gait_descriptors, kinematics
-    from wildrobot.motions.loader import load_dataset, resample
-    from wildrobot.motions.metrics import aligned_rms, dtw_distance, frechet_distance
+    ``wildrobot.motions.compare.compare_with_clip`` of the command's first episode (while it stood)."""
+    from wildrobot.motions.compare import compare_with_clip, nearest_clip
+    from wildrobot.motions.loader import load_dataset
     from wildrobot.motions.model import RobotModel
 
     if res.recording is None:
         raise UsageError("comparing with a reference needs the episodes' states (evaluate_policy(record=True))")
     robot = RobotModel(env.desc)
-    clips = [c for c, _ in load_dataset(dataset, env.desc) if c.command is not None]
-    fps = 1.0 / res.dt
+    clips = [c for c, _ in load_dataset(dataset, env.desc)]
     out = []
     for i, command in enumerate(res.commands):
-        if not clips:
-            break
-        clip = min(clips, key=lambda c: float(np.linalg.norm(c.command - command)))
-        if np.linalg.norm(clip.command - command) > tolerance:
+        clip = nearest_clip(clips, command, tolerance)
+        if clip is None:
             continue
         alive = int(np.sum(res.recording["alive"][:, i] > 0))
-        qpos = res.recording["qpos"][int(SETTLE_S * fps):alive, i]
-        if len(qpos) < 10:
-            continue
-        reference = resample(clip, fps)
-        ref_qpos = robot.qpos(reference)
-        window = min(len(qpos), 2 * reference.num_frames)
-        policy_joints = qpos[:window, robot.qpos_idx]
-        looped = np.tile(reference.joint_pos, (int(np.ceil(window / reference.num_frames)), 1))[:window]
-        rms, shift = aligned_rms(policy_joints, reference.joint_pos)
-        points = kinematics(robot, qpos)["points"]
-        mine = gait_descriptors(qpos, fps, contacts(points, Limits()), points, robot.root_qpos)
-        ref_points = kinematics(robot, ref_qpos)["points"]
-        theirs = gait_descriptors(ref_qpos, fps, contacts(ref_points, Limits(), reference.foot_contact), ref_points,
-                                  robot.root_qpos, loop=reference.loop)
-        out.append({"command": [float(x) for x in command], "reference": clip.name,
-                    "dtw": dtw_distance(policy_joints, looped), "frechet": frechet_distance(policy_joints, looped),
-                    "joint_rms": float(rms.mean()), "joint_rms_per_joint": dict(zip(env.desc.joint_names, map(float, rms))),
-                    "policy": mine, "reference_gait": theirs})
+        row = compare_with_clip(res.recording["qpos"][:alive, i], 1.0 / res.dt, clip, robot)
+        if row is not None:
+            out.append({"command": [float(x) for x in command], **row})
     return out
 
 

@@ -9,6 +9,8 @@ per run, labelled by the overrides that differ between them (from each run's .hy
   learning_curves.png   episode return and length, evaluation return, falls, tracking errors
   reward_terms.png      each reward term's episode sum
   training.png          losses, KL, entropy, explained variance, action std, throughput
+  motion_style.png      algo=ppo_amp: the discriminator's scores, accuracy and penalty, the style and
+                        task rewards, and the gait next to the reference at each evaluation
   custom.png            the tags given with --tags (instead of the three above)
 """
 
@@ -26,6 +28,7 @@ FIGURES: dict[str, list[str]] = {
                         "eval/fall_rate", "env/tracking/*", "eval/tracking/*", "eval/imitation/*", "env/imitation/*"],
     "reward_terms": ["episode/reward/*"],
     "training": ["loss/*", "ppo/*", "optim/*", "perf/steps_per_second"],
+    "motion_style": ["amp/*", "reward/task", "reward/style", "gait/*"],
 }
 
 

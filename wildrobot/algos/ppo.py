@@ -103,7 +103,20 @@ def ppo_loss(params, batch: dict, apply_policy, apply_value, cfg: PPOConfig,
     return total, metrics
 
 
+def shuffled_minibatches(key: jax.Array, batch: dict, num_minibatches: int) -> dict:
+    """``batch`` (every leaf with the same leading axis N) in a random order, split into
+    ``num_minibatches`` minibatches: leaves of shape (num_minibatches, N // num_minibatches, ...)."""
+    size = jax.tree.leaves(batch)[0].shape[0]
+    perm = jax.random.permutation(key, size)
+    per = size // num_minibatches
+    return jax.tree.map(lambda x: x[perm].reshape((num_minibatches, per) + x.shape[1:]), batch)
+
+
 class PPO:
+    """PPO; its extension points (``shape_rewards``, ``auxiliary``, ``auxiliary_step``,
+    ``with_auxiliary``) let an algorithm add state and a reward term to it without copying its
+    rollout, loss or update (``wildrobot.algos.amp``)."""
+
     best_metric = "eval/return"
 
     def __init__(self, cfg: PPOConfig, env: BatchedEnv, num_envs: int, total_iterations: int,
@@ -221,9 +234,27 @@ class PPO:
         state, update_metrics = self.update(state.replace(env_state=env_state, key=key), traj, k_update)
         return state, {**metrics, **update_metrics}
 
+    # -- extension points: no-ops for PPO itself ---------------------------------------------
+    def shape_rewards(self, state: PPOState, traj: dict) -> tuple[PPOState, dict, dict]:
+        """(state, trajectory with its rewards reshaped, metrics), before GAE; PPO keeps them."""
+        return state, traj, {}
+
+    def auxiliary(self, state: PPOState) -> Any:
+        """State of a second learner updated between PPO's minibatches (None: there is none)."""
+        return None
+
+    def auxiliary_step(self, aux: Any) -> tuple[Any, dict]:
+        """One update of the second learner, after each PPO minibatch."""
+        return aux, {}
+
+    def with_auxiliary(self, state: PPOState, aux: Any) -> PPOState:
+        return state
+
+    # -- the update ---------------------------------------------------------------------------
     def update(self, state: PPOState, traj: dict, key: jax.Array) -> tuple[PPOState, dict]:
         """GAE on one rollout, then ``num_epochs`` passes of shuffled minibatch updates."""
         cfg = self.cfg
+        state, traj, shaping_metrics = self.shape_rewards(state, traj)
         params, stats = state.params, state.obs_stats
         obs = self._normalized(stats, traj["obs"])
         final_obs = self._normalized(stats, traj["final_obs"])
@@ -248,14 +279,12 @@ class PPO:
             mirrored = self.mirror.actor_obs(traj["obs"]["actor"])
             batch["actor_mirrored"] = normalize(stats["actor"], mirrored) if cfg.normalize_observations else mirrored
         batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
-        batch_size = batch["value"].shape[0]
-        mb_size = batch_size // cfg.num_minibatches
 
         lr = self._scheduled_lr(state)
         mirror_action = self.mirror.action if self.mirror is not None else None
 
         def minibatch_step(carry, mb):
-            params, opt_state, lr = carry
+            params, opt_state, lr, aux = carry
             grads, mb_metrics = jax.grad(ppo_loss, has_aux=True)(params, mb, self.apply_policy, self.apply_value, cfg,
                                                                  mirror_action)
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
@@ -265,17 +294,16 @@ class PPO:
                 lr = jnp.where(kl > 2.0 * cfg.desired_kl, lr / 1.5, jnp.where(kl < 0.5 * cfg.desired_kl, lr * 1.5, lr))
                 lr = jnp.clip(lr, 1e-5, 1e-2)
             mb_metrics["optim/grad_norm"] = optax.tree.norm(grads)
-            return (params, opt_state, lr), mb_metrics
+            aux, aux_metrics = self.auxiliary_step(aux)
+            return (params, opt_state, lr, aux), {**mb_metrics, **aux_metrics}
 
         def epoch(carry, epoch_key):
-            perm = jax.random.permutation(epoch_key, batch_size)
-            shuffled = jax.tree.map(lambda x: x[perm].reshape((cfg.num_minibatches, mb_size) + x.shape[1:]), batch)
-            return jax.lax.scan(minibatch_step, carry, shuffled)
+            return jax.lax.scan(minibatch_step, carry, shuffled_minibatches(epoch_key, batch, cfg.num_minibatches))
 
-        (params, opt_state, lr), update_metrics = jax.lax.scan(
-            epoch, (params, state.opt_state, lr), jax.random.split(key, cfg.num_epochs)
+        (params, opt_state, lr, aux), update_metrics = jax.lax.scan(
+            epoch, (params, state.opt_state, lr, self.auxiliary(state)), jax.random.split(key, cfg.num_epochs)
         )
-        metrics = jax.tree.map(jnp.mean, update_metrics)
+        metrics = {**shaping_metrics, **jax.tree.map(jnp.mean, update_metrics)}
 
         # The normaliser moves after the update, so every ratio above used the rollout's statistics.
         if cfg.normalize_observations:
@@ -289,7 +317,7 @@ class PPO:
         metrics["ppo/action_std"] = jnp.mean(jnp.exp(params["log_std"]))
         new_state = state.replace(params=params, opt_state=opt_state, obs_stats=stats,
                                   iteration=state.iteration + 1, learning_rate=lr)
-        return new_state, metrics
+        return self.with_auxiliary(new_state, aux), metrics
 
     def _scheduled_lr(self, state: PPOState) -> jax.Array:
         if self.cfg.lr_schedule == "linear":

@@ -126,6 +126,23 @@ class Env(abc.ABC):
         ``("vx_err", "tracking/vx_error", "{:.3f}")``; an algorithm adds its own around them."""
         return ()
 
+    # -- motion style (algo=ppo_amp): features of a state, and episodes that start at a reference frame --
+    @property
+    def feature_size(self) -> int:
+        """Length of ``state_features``; 0 for an env without motion features."""
+        return 0
+
+    def state_features(self, state: State) -> jax.Array:
+        """The kinematic features of a state that a motion-style discriminator compares with reference
+        motions (one function for policy states and reference frames)."""
+        raise NotImplementedError(f"{type(self).__name__} has no motion features (Env.state_features)")
+
+    def reset_from(self, key: jax.Array, frame: dict[str, jax.Array]) -> State:
+        """A fresh episode that starts at one frame of a reference motion (reference state
+        initialisation); ``frame`` holds one row of each array of the env's reference starts (for
+        WildRobot: ``qpos``, ``qvel`` and the clip's ``command``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot start an episode at a reference frame")
+
     @property
     def physics_backend(self) -> str:
         """The physics engine that steps this env (a key of ``PHYSICS_NAMES``), or "" for an env

@@ -41,6 +41,16 @@ def yaw_quat(yaw: jax.Array) -> jax.Array:
     return jnp.array([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)])
 
 
+def quat_mul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """The Hamilton product ``a * b`` of quaternions (w, x, y, z): rotate by ``b``, then by ``a``."""
+    aw, ax, ay, az = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
+    bw, bx, by, bz = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+    return jnp.stack([aw * bw - ax * bx - ay * by - az * bz,
+                      aw * bx + ax * bw + ay * bz - az * by,
+                      aw * by - ax * bz + ay * bw + az * bx,
+                      aw * bz + ax * by - ay * bx + az * bw], axis=-1)
+
+
 def heading_velocity(quat: Any, linvel_world: Any, angvel_body: Any) -> tuple[Any, Any]:
     """(linear velocity in the heading frame (forward, left, up), world yaw rate) of a floating base
     with orientation ``quat``, world-frame linear velocity and body-frame angular velocity (MuJoCo's

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from wildrobot.envs.core import Env, Mirror, State
 from wildrobot.envs.observation import Block, ObservationView, flips
@@ -95,6 +96,29 @@ class StubEnv(Env):
         metrics = self._metrics(tracking, action_rate, termination, fall)
         metrics["tracking/velocity_error"] = jnp.sqrt(err)
         return State(data, self._obs(data, info), reward, fall, metrics, info)
+
+    # motion style: the features are the velocity; a reference frame is a velocity and a command
+    @property
+    def feature_size(self) -> int:
+        return 2
+
+    def state_features(self, state: State) -> jax.Array:
+        return state.data["velocity"]
+
+    def reset_from(self, key: jax.Array, frame: dict[str, jax.Array]) -> State:
+        state = self.reset(key)
+        data = dict(state.data, velocity=frame["velocity"].astype(jnp.float32))
+        info = dict(state.info, command=frame["command"].astype(jnp.float32))
+        return state.replace(data=data, info=info, obs=self._obs(data, info))
+
+    def synthetic_reference(self, velocity=(0.5, 0.0), frames: int = 64) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """A made-up motion style for tests of algo=ppo_amp: moving at ``velocity`` with a small slow
+        sway. (transitions (frames - 1, 2, 2) of consecutive features, reference starts)."""
+        t = np.arange(frames) * self.cfg.dt
+        v = np.stack([velocity[0] + 0.05 * np.sin(2 * np.pi * t), velocity[1] + 0.05 * np.cos(2 * np.pi * t)], -1)
+        v = v.astype(np.float32)
+        starts = {"velocity": v, "command": np.zeros_like(v)}
+        return np.stack([v[:-1], v[1:]], axis=1), starts
 
     def set_command(self, state: State, command: jax.Array) -> State:
         info = dict(state.info, command=jnp.asarray(command, jnp.float32)[:2])

@@ -22,7 +22,7 @@ import numpy as np
 
 from wildrobot.envs import randomize, rewards
 from wildrobot.envs.core import Env, Mirror, State
-from wildrobot.envs.frames import heading_velocity, quat_to_mat, to_heading_frame, yaw_quat
+from wildrobot.envs.frames import heading_velocity, quat_mul, quat_to_mat, to_heading_frame, yaw_quat
 from wildrobot.envs.observation import ObservationView
 from wildrobot.envs.physics import make_physics
 from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
@@ -131,9 +131,35 @@ class WildRobotEnv(Env):
         if cfg.reset.random_heading:
             yaw = jax.random.uniform(k_yaw, (), minval=-jnp.pi, maxval=jnp.pi)
             qpos = qpos.at[p.root_qpos + 3 : p.root_qpos + 7].set(yaw_quat(yaw))
-        # Kinematic fields stay those of the home forward pass (the first step recomputes them);
-        # none of what the reset observation reads depends on heading or the small joint noise.
-        data = self._home_data.replace(qpos=qpos, qvel=jnp.zeros_like(self._home_data.qvel))
+        return self._begin(qpos, jnp.zeros_like(self._home_data.qvel), self._sample_command(k_cmd),
+                           (rng, k_dr, k_push, k_noise))
+
+    def reset_from(self, key: jax.Array, frame: dict[str, jax.Array]) -> State:
+        """An episode that starts at a reference frame (``qpos``, ``qvel`` in this model's layout, and
+        the clip's ``command``, resampled on the usual schedule): the root is moved over the origin
+        and, with ``reset.random_heading``, turned to a random heading with its velocity."""
+        cfg, p = self.cfg, self.physics
+        rng, _, k_dr, k_push, _, k_yaw, k_noise = jax.random.split(key, 7)
+        qpos, qvel = frame["qpos"].astype(jnp.float32), frame["qvel"].astype(jnp.float32)
+        qpos = qpos.at[p.root_qpos : p.root_qpos + 2].set(0.0)
+        if cfg.reset.random_heading:
+            yaw = jax.random.uniform(k_yaw, (), minval=-jnp.pi, maxval=jnp.pi)
+            turn = yaw_quat(yaw)
+            quat = qpos[p.root_qpos + 3 : p.root_qpos + 7]
+            qpos = qpos.at[p.root_qpos + 3 : p.root_qpos + 7].set(quat_mul(turn, quat))
+            v = qvel[p.root_dof : p.root_dof + 3]  # world frame (MuJoCo's free joint); angular stays body
+            qvel = qvel.at[p.root_dof : p.root_dof + 3].set(quat_to_mat(turn) @ v)
+        return self._begin(qpos, qvel, frame["command"].astype(jnp.float32), (rng, k_dr, k_push, k_noise))
+
+    def _begin(self, qpos: jax.Array, qvel: jax.Array, command: jax.Array, keys: tuple) -> State:
+        """The episode state at physics state (qpos, qvel) with ``command``: randomisation drawn,
+        bookkeeping zeroed, the first observation made."""
+        cfg, p = self.cfg, self.physics
+        rng, k_dr, k_push, k_noise = keys
+        # Kinematic fields stay those of the home forward pass (the first step recomputes them): the
+        # first observation's orientation-dependent blocks (gravity, foot heights) read the home pose,
+        # which is exact for a home start and one step stale for a reference start.
+        data = self._home_data.replace(qpos=qpos, qvel=qvel)
         dr = randomize.sample_params(
             k_dr, cfg.randomization, nbody=p.mj_model.nbody, nu=self._n
         )
@@ -141,7 +167,7 @@ class WildRobotEnv(Env):
         zeros_f = jnp.zeros((self._nfeet,), jnp.float32)
         info = {
             "rng": rng,
-            "command": self._sample_command(k_cmd),
+            "command": command,
             "command_fixed": jnp.zeros((), jnp.float32),
             "step": jnp.zeros((), jnp.int32),
             "prev_action": zeros_n,
@@ -343,6 +369,13 @@ class WildRobotEnv(Env):
     def features(self, qpos: jax.Array, qvel: jax.Array) -> jax.Array:
         """The feature vector (``feature_view``) of one physics state."""
         return self.feature_view.frame(self.kinematics(qpos, qvel))
+
+    @property
+    def feature_size(self) -> int:
+        return self.feature_view.size
+
+    def state_features(self, state: State) -> jax.Array:
+        return self.features(state.data.qpos, state.data.qvel)
 
     def observe(self, q: dict[str, jax.Array], info: dict[str, Any], key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(actor frame with sensor noise, critic observation) from the step's quantities ``q`` and

@@ -9,18 +9,24 @@
   value of a truncated episode's last state can be bootstrapped exactly;
 - ``episode_metrics`` / ``episode_done``: the sums (``return``, ``length``, every ``reward/*``
   term, and ``fall``) of the episode that finished at this step, kept until the next one ends.
+
+For a motion-style discriminator (``algo=ppo_amp``) it can also add the env's ``state_features`` to
+every observation as ``obs["features"]`` (so ``final_obs["features"]`` is the pre-reset state of an
+episode's last transition), and start a share of the episodes it resets at reference frames
+(``starts``: arrays with one row per frame, given to ``Env.reset_from``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 
 from wildrobot.envs.core import Env, State
 
+FEATURES = "features"  # the observation key of the env's state features, when asked for
 WRAPPER_KEYS = ("steps", "truncation", "final_obs", "episode_metrics", "episode_done", "reset_rng", "running")
 
 
@@ -32,10 +38,13 @@ def _select(mask: jax.Array, on_true: Any, on_false: Any) -> Any:
     return jax.tree.map(lambda a, b: jnp.where(mask, a, b), on_true, on_false)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BatchedEnv:
     env: Env
     episode_length: int
+    features: bool = False  # add obs["features"] (Env.state_features) to every observation
+    starts: Optional[dict[str, Any]] = None  # reference frames, one row each (Env.reset_from)
+    start_share: float = 0.0  # the share of resets that start at a random reference frame
 
     @property
     def observation_size(self) -> dict[str, int]:
@@ -57,6 +66,10 @@ class BatchedEnv:
     def headline_metrics(self) -> tuple[tuple[str, str, str], ...]:
         return self.env.headline_metrics
 
+    @property
+    def feature_size(self) -> int:
+        return self.env.feature_size
+
     # The whole batch is vmapped at once; an MJX env's physics step chunks itself on CPU
     # (wildrobot.envs.physics.vmap_in_chunks).
     def reset(self, keys: jax.Array) -> State:
@@ -66,9 +79,28 @@ class BatchedEnv:
         return jax.vmap(self._step_one)(state, actions)
 
     # -- one environment ----------------------------------------------------------------------
+    def _fresh(self, key: jax.Array) -> State:
+        """A new episode: the env's own reset, or (a ``start_share`` of the time) one at a random
+        reference frame; with the features observation when asked for."""
+        if self.starts is None or self.start_share <= 0:
+            state = self.env.reset(key)
+        else:
+            k_reset, k_pick, k_frame = jax.random.split(key, 3)
+            count = len(next(iter(self.starts.values())))
+            row = jax.random.randint(k_frame, (), 0, count)
+            frame = {name: jnp.asarray(rows)[row] for name, rows in self.starts.items()}
+            use = jax.random.bernoulli(k_pick, self.start_share)
+            state = _select(use, self.env.reset_from(k_reset, frame), self.env.reset(k_reset))
+        return self._with_features(state)
+
+    def _with_features(self, state: State) -> State:
+        if not self.features:
+            return state
+        return state.replace(obs=dict(state.obs, **{FEATURES: self.env.state_features(state)}))
+
     def _reset_one(self, key: jax.Array) -> State:
         key, reset_key = jax.random.split(key)
-        state = self.env.reset(reset_key)
+        state = self._fresh(reset_key)
         episode = {k: jnp.zeros(()) for k in ["return", "length", *_episode_keys(state.metrics)]}
         info = dict(
             state.info,
@@ -85,7 +117,7 @@ class BatchedEnv:
     def _step_one(self, state: State, action: jax.Array) -> State:
         own = {k: state.info[k] for k in WRAPPER_KEYS}
         inner = state.replace(info={k: v for k, v in state.info.items() if k not in WRAPPER_KEYS})
-        nxt = self.env.step(inner, action)
+        nxt = self._with_features(self.env.step(inner, action))
 
         steps = own["steps"] + 1
         terminated = nxt.done > 0
@@ -101,7 +133,7 @@ class BatchedEnv:
         running = {k: running[k] for k in own["running"]}  # keep the carry's key order
 
         reset_rng, key = jax.random.split(own["reset_rng"])
-        fresh = self.env.reset(key)
+        fresh = self._fresh(key)
         after = _select(done, fresh.replace(reward=nxt.reward, done=nxt.done, metrics=nxt.metrics), nxt)
 
         zeros = jax.tree.map(jnp.zeros_like, running)
@@ -118,8 +150,11 @@ class BatchedEnv:
         return after.replace(done=done.astype(jnp.float32), info=info)
 
 
-def wrap_for_training(env: Env, episode_length: int | None = None) -> BatchedEnv:
-    return BatchedEnv(env, episode_length or env.episode_length)
+def wrap_for_training(env: Env, episode_length: int | None = None, features: bool = False,
+                      starts: Optional[dict[str, Any]] = None, start_share: float = 0.0) -> BatchedEnv:
+    if features and env.feature_size <= 0:
+        raise ValueError(f"{type(env).__name__} has no motion features (Env.feature_size is 0)")
+    return BatchedEnv(env, episode_length or env.episode_length, features, starts, start_share)
 
 
 def termination(state: State) -> jax.Array:

@@ -29,8 +29,9 @@ def map_joints(clip: Clip, desc: RobotDescription, ignore_extra_joints: bool = F
     missing = [j for j in robot if j not in have]
     extra = [j for j in have if j not in robot]
     if missing:
+        instead = f"; the clip has instead: {', '.join(extra)}" if extra else ""
         raise MotionError(f"{clip.name}: the clip lacks the robot's joint(s) {', '.join(missing)} (robot "
-                          f"'{desc.name}' has {', '.join(robot)}). Rename the clip's joints to the robot "
+                          f"'{desc.name}' has {', '.join(robot)}){instead}. Rename the clip's joints to the robot "
                           f"description's names (convert --joints), or retarget the motion to this robot.")
     if extra and not ignore_extra_joints:
         raise MotionError(f"{clip.name}: the clip has joint(s) the robot lacks: {', '.join(extra)}. Rename them "

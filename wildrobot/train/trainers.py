@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from wildrobot.algos.amp import PPOAMP
 from wildrobot.algos.ppo import PPO
 from wildrobot.algos.smoke import SmokeAlgorithm
 from wildrobot.envs.core import Env
 from wildrobot.envs.factory import evaluation_config, make_env
 from wildrobot.envs.wrappers import wrap_for_training
+from wildrobot.train.reference import GaitProbe, dataset_path, load_reference
 from wildrobot.train.runner import Trainer
 
 
@@ -27,10 +29,35 @@ class PPOTrainer(Trainer):
         return PPO(self.cfg.algo, wrap_for_training(env), t.num_envs, t.iterations, eval_env=eval_env)
 
 
-class NotBuiltTrainer(Trainer):
-    """An algorithm whose config exists but whose trainer does not yet: say so, train nothing."""
+class AMPTrainer(Trainer):
+    """PPO+AMP: the reference dataset is loaded (and refused with the loader's message) before
+    anything compiles. A relative ``algo.motion_dataset`` is made absolute, so that the checkpoints'
+    config finds it from any directory (evaluation, export, resume)."""
 
-    def run(self) -> int:
-        print(f"algo={self.cfg.algo.name} is configured but its trainer is not built yet; nothing was trained. "
-              f"Available now: algo=ppo, algo=jax_smoke.")
-        return 3
+    def __init__(self, cfg, run_dir, *args, **kwargs):
+        if cfg.algo.motion_dataset:
+            cfg.algo.motion_dataset = str(dataset_path(cfg))
+        super().__init__(cfg, run_dir, *args, **kwargs)
+
+    def make_algorithm(self, env: Env) -> PPOAMP:
+        cfg, t = self.cfg.algo, self.cfg.trainer
+        reference = load_reference(self.cfg, env)
+        eval_env = make_env(evaluation_config(self.cfg.env)) if t.eval_every else None
+        share = cfg.reference_start_share
+        training = wrap_for_training(env, features=True, starts=reference.starts if share > 0 else None,
+                                     start_share=share)
+        algo = PPOAMP(cfg, training, t.num_envs, t.iterations, reference.transitions, reference.weights,
+                      eval_env=eval_env)
+        self.gait = None
+        if eval_env is not None and hasattr(eval_env, "desc") and reference.clips:
+            self.gait = GaitProbe(eval_env, reference.clips, algo.deterministic_action)
+        return algo
+
+    def evaluate(self, carry: Any, it: int) -> dict[str, float]:
+        """PPO's evaluation, and the gait next to the reference clips (``GaitProbe``)."""
+        out = super().evaluate(carry, it)
+        if self.gait is not None:
+            began = self.clock()
+            out.update(self.gait(carry.params, carry.obs_stats))
+            out["perf/gait_seconds"] = self.clock() - began
+        return out

@@ -1,0 +1,311 @@
+"""PPO+AMP (wildrobot.algos.amp): its math against hand computations, the replay buffer, the
+features and reference starts of the training wrapper, feature parity on both physics backends, a
+discriminator that learns to tell a fixed policy from the reference, a style learned on the stub
+env, exact resume, a bad dataset refused before compiling, and the command line end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import (TINY_PPO, assert_resume_was_exact, interrupted_and_uninterrupted, make_trainer, run_cli,
+                      typed_config)
+from wildrobot.algos.amp import discriminator_loss, replay_insert, replay_sample, style_reward
+
+TINY_AMP = [o.replace("algo=ppo", "algo=ppo_amp") for o in TINY_PPO] + [
+    "algo.discriminator.hidden_sizes=[16]", "algo.discriminator.batch_size=16", "algo.discriminator.replay_size=256",
+]
+
+
+# -- the math ---------------------------------------------------------------------------------------
+def _linear(params, x):
+    layer = params["params"]["Dense_0"]
+    return x @ layer["kernel"][:, 0] + layer["bias"][0]
+
+
+def test_discriminator_loss_matches_a_hand_computation():
+    w, b = np.array([0.5, -1.0, 2.0]), 0.25
+    params = {"params": {"Dense_0": {"kernel": jnp.asarray(w[:, None], jnp.float32), "bias": jnp.asarray([b], jnp.float32)}}}
+    ref = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, -1.0]])
+    pol = np.array([[2.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    total, m = discriminator_loss(params, _linear, jnp.asarray(ref, jnp.float32), jnp.asarray(pol, jnp.float32),
+                                  gradient_penalty=10.0, logit_regularization=0.05)
+    d_ref = [sum(wi * xi for wi, xi in zip(w, x)) + b for x in ref]
+    d_pol = [sum(wi * xi for wi, xi in zip(w, x)) + b for x in pol]
+    lsq = 0.5 * (sum((d - 1) ** 2 for d in d_ref) / 2 + sum((d + 1) ** 2 for d in d_pol) / 3)
+    w2 = sum(wi * wi for wi in w)  # a linear D's input gradient is w everywhere
+    expected = lsq + 0.5 * 10.0 * w2 + 0.05 * w2
+    assert math.isclose(float(m["amp/least_squares"]), lsq, rel_tol=1e-6)
+    assert math.isclose(float(m["amp/gradient_penalty"]), w2, rel_tol=1e-6)
+    assert math.isclose(float(total), expected, rel_tol=1e-6)
+    assert math.isclose(float(m["amp/accuracy_reference"]), sum(d > 0 for d in d_ref) / 2, rel_tol=1e-6)
+    assert math.isclose(float(m["amp/accuracy_policy"]), sum(d < 0 for d in d_pol) / 3, rel_tol=1e-6)
+
+
+def test_gradient_penalty_of_an_mlp_matches_finite_differences():
+    from wildrobot.algos.networks import MLP
+
+    net = MLP((8, 8), 1, "relu")
+    params = net.init(jax.random.key(0), jnp.zeros(4))
+    apply = lambda p, x: net.apply(p, x)[..., 0]  # noqa: E731
+    ref = np.random.default_rng(0).normal(size=(5, 4))
+    _, m = discriminator_loss(params, apply, jnp.asarray(ref, jnp.float32), jnp.asarray(ref, jnp.float32), 1.0, 0.0)
+    f = lambda x: float(apply(params, jnp.asarray(x, jnp.float64 if jax.config.x64_enabled else jnp.float32)))  # noqa: E731
+    h, squares = 1e-2, []
+    for x in ref:
+        g = [(f(x + h * e) - f(x - h * e)) / (2 * h) for e in np.eye(4)]
+        squares.append(sum(gi * gi for gi in g))
+    assert math.isclose(float(m["amp/gradient_penalty"]), np.mean(squares), rel_tol=2e-2)
+
+
+@pytest.mark.parametrize("d", [-3.0, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0])
+def test_style_reward_formula_at_known_scores(d):
+    assert math.isclose(float(style_reward(jnp.float32(d))), max(0.0, 1.0 - 0.25 * (d - 1.0) ** 2), abs_tol=1e-7)
+
+
+def test_style_reward_is_one_for_the_reference_target_and_zero_for_the_policy_target():
+    assert float(style_reward(jnp.float32(1.0))) == 1.0 and float(style_reward(jnp.float32(-1.0))) == 0.0
+
+
+def test_replay_buffer_keeps_ring_order_and_samples_only_filled_slots():
+    replay = jnp.full((5, 1), -1.0)
+    replay, nxt, count = replay_insert(replay, jnp.int32(0), jnp.int32(0), jnp.array([[1.0], [2.0], [3.0]]))
+    assert (int(nxt), int(count)) == (3, 3)
+    drawn = replay_sample(jax.random.key(0), replay, count, 2000)
+    assert set(np.asarray(drawn)[:, 0].tolist()) == {1.0, 2.0, 3.0}  # never an empty slot (-1)
+    replay, nxt, count = replay_insert(replay, nxt, count, jnp.array([[4.0], [5.0], [6.0], [7.0]]))
+    assert np.asarray(replay)[:, 0].tolist() == [6.0, 7.0, 3.0, 4.0, 5.0]  # the oldest two overwritten
+    assert (int(nxt), int(count)) == (2, 5)
+    replay, nxt, count = replay_insert(replay, nxt, count, jnp.arange(8.0)[:, None] + 10)
+    assert sorted(np.asarray(replay)[:, 0].tolist()) == [13.0, 14.0, 15.0, 16.0, 17.0]  # the newest five
+
+
+# -- the training wrapper: features and reference starts ----------------------------------------------
+def _stub():
+    from wildrobot.envs.factory import make_env
+
+    return make_env(typed_config(TINY_PPO).env)
+
+
+def test_features_of_the_last_transition_are_the_pre_reset_state():
+    from wildrobot.envs.wrappers import wrap_for_training
+
+    env = wrap_for_training(_stub(), features=True)
+    state = jax.jit(env.reset)(jax.random.split(jax.random.key(0), 2))
+    state = state.replace(data=dict(state.data, velocity=jnp.array([[5.0, 0.0], [0.1, 0.0]])))  # env 0 is too fast
+    nxt = jax.jit(env.step)(state, jnp.zeros((2, 2)))
+    assert np.asarray(nxt.done).tolist() == [1.0, 0.0]
+    np.testing.assert_allclose(np.asarray(nxt.info["final_obs"]["features"][0]), [5.0, 0.0])  # before the reset
+    np.testing.assert_allclose(np.asarray(nxt.obs["features"]), np.asarray(nxt.data["velocity"]))  # after it
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_reference_starts_take_their_share_of_resets(share):
+    from wildrobot.envs.wrappers import wrap_for_training
+
+    stub = _stub()
+    transitions, starts = stub.synthetic_reference()
+    env = wrap_for_training(stub, features=True, starts=starts, start_share=share)
+    state = jax.jit(env.reset)(jax.random.split(jax.random.key(1), 64))
+    velocity = np.asarray(state.data["velocity"])
+    from_reference = np.array([np.min(np.linalg.norm(starts["velocity"] - v, axis=-1)) < 1e-6 for v in velocity])
+    assert from_reference.all() if share == 1.0 else not from_reference.any()
+    if share == 1.0:  # with the clip's command
+        np.testing.assert_array_equal(np.asarray(state.info["command"]), 0.0)
+
+
+# -- feature parity on the robot ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def builtin_reference():
+    """The shipped gait library seen through the MuJoCo C env's features."""
+    from wildrobot.envs.factory import make_env
+    from wildrobot.train.reference import load_reference
+
+    cfg = typed_config(["env=wildrobot", "algo=ppo_amp", "env.sim.backend=mujoco"])
+    env = make_env(cfg.env)
+    return cfg, env, load_reference(cfg, env)
+
+
+@pytest.mark.parametrize("backend", ["mujoco", "mjx"])
+def test_a_reference_frame_set_into_the_physics_gives_the_dataset_features(builtin_reference, backend):
+    from wildrobot.envs.factory import make_env
+    from wildrobot.train.reference import PARITY_TOLERANCE, feature_parity
+
+    cfg, _, reference = builtin_reference
+    env = make_env(typed_config(["env=wildrobot", "algo=ppo_amp", f"env.sim.backend={backend}"]).env)
+    assert env.physics_backend == backend
+    error = feature_parity(env, reference, frames=16)
+    assert error <= PARITY_TOLERANCE
+    # and the check can fail: features of the wrong frames are far off
+    shifted = dataclasses.replace(reference, start_features=np.roll(reference.start_features, 7, axis=0))
+    assert feature_parity(env, shifted, frames=16) > 100 * PARITY_TOLERANCE
+
+
+def test_builtin_library_has_walking_clips_with_their_commands(builtin_reference):
+    _, env, reference = builtin_reference
+    assert len(reference.clips) >= 5 and reference.transitions.shape[1:] == (2, env.feature_size)
+    assert math.isclose(float(reference.weights.sum()), 1.0, rel_tol=1e-5)
+    assert np.max(reference.starts["command"][:, 0]) >= 0.2  # walking forward, not only standing
+
+
+# -- learning -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def stub_amp():
+    """PPOAMP on the stub with its synthetic style, initialised, and one rollout of a fixed policy."""
+    from wildrobot.envs.wrappers import wrap_for_training
+    from wildrobot.algos.amp import PPOAMP
+
+    cfg = typed_config(TINY_AMP + ["trainer.num_envs=32", "algo.reference_start_share=0",
+                               "algo.discriminator.learning_rate=1e-3", "algo.discriminator.batch_size=64"])
+    stub = _stub()
+    transitions, _ = stub.synthetic_reference()
+    algo = PPOAMP(cfg.algo, wrap_for_training(stub, features=True), 32, 10, transitions)
+    state = jax.jit(algo.init)(jax.random.key(0))
+    _, traj, _ = jax.jit(algo.rollout)(state, jax.random.key(1))
+    return algo, state, traj
+
+
+def test_discriminator_separates_a_fixed_policy_and_its_reward_changes(stub_amp):
+    algo, state, traj = stub_amp
+
+    @jax.jit
+    def train(state):
+        state, shaped, _ = algo.shape_rewards(state, traj)
+        amp, metrics = jax.lax.scan(lambda a, _: algo.auxiliary_step(a), state.amp, None, length=200)
+        return state.replace(amp=amp), shaped["reward"], jax.tree.map(lambda m: m[-1], metrics)
+
+    trained, before, metrics = train(state)
+    # (a few of the random policy's velocities lie among the reference's: those stay ambiguous)
+    assert float(metrics["amp/accuracy_reference"]) > 0.9 and float(metrics["amp/accuracy_policy"]) > 0.75
+    assert float(metrics["amp/score_reference"]) - float(metrics["amp/score_policy"]) > 1.0
+    _, after, _ = jax.jit(algo.shape_rewards)(trained, traj)
+    # the same rollout, judged by the trained discriminator, earns less style reward
+    assert float(jnp.mean(after["reward"])) < float(jnp.mean(before)) - 1e-3
+
+
+def _velocity_distance(overrides, tmp_path):
+    trainer = make_trainer(overrides, tmp_path / "run")
+    trainer.on_finish = lambda carry, metrics: setattr(trainer, "carry", carry)
+    assert trainer.run() == 0
+    v = np.asarray(trainer.carry.env_state.data["velocity"])
+    return float(np.mean(np.linalg.norm(v - np.array([0.5, 0.0]), axis=-1)))
+
+
+STYLE_ONLY = ["env=stub", "algo=ppo_amp", "trainer.num_envs=64", "algo.unroll_length=16", "algo.num_minibatches=4",
+              "algo.num_epochs=2", "algo.policy.hidden_sizes=[32]", "algo.value.hidden_sizes=[32]",
+              "trainer.progress=false", "trainer.log_every=50", "trainer.eval_every=0", "trainer.checkpoint_every=0",
+              "algo.discriminator.hidden_sizes=[32]", "algo.discriminator.batch_size=128",
+              "algo.discriminator.replay_size=4096", "algo.task_reward_weight=0", "algo.reference_start_share=0",
+              "algo.symmetry_coef=0", "algo.discriminator.learning_rate=1e-3", "algo.learning_rate=1e-3"]
+
+
+def test_amp_learns_the_reference_style_on_the_stub(tmp_path):
+    """Style reward only: the synthetic reference moves at (0.5, 0) m/s, while the random commands
+    (and the start) spread the velocities; AMP alone must bring the policy to the reference's."""
+    before = _velocity_distance(STYLE_ONLY + ["trainer.iterations=1"], tmp_path / "a")
+    after = _velocity_distance(STYLE_ONLY + ["trainer.iterations=200"], tmp_path / "b")
+    assert before > 0.4
+    assert after < 0.25 and after < 0.5 * before
+
+
+# -- the run: resume, tools, errors, command line -----------------------------------------------------
+@pytest.fixture(scope="module")
+def amp_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("amp_resume")
+    return root, interrupted_and_uninterrupted(TINY_AMP, root)
+
+
+def test_amp_resume_matches_an_uninterrupted_run_bit_for_bit(amp_runs):
+    state = assert_resume_was_exact(*amp_runs)
+    assert int(state.amp.replay_count) > 0  # the buffer, discriminator and normaliser are in the checkpoint
+
+
+def test_amp_logs_its_curves_and_evaluates_with_the_tools(amp_runs):
+    from wildrobot.eval import evaluate_policy
+    from wildrobot.runs import load_run
+    from wildrobot.train.logging import read_scalars
+
+    root, _ = amp_runs
+    scalars = read_scalars(root / "full" / "tensorboard")
+    for tag in ("amp/score_reference", "amp/score_policy", "amp/accuracy", "amp/gradient_penalty", "reward/style",
+                "reward/task", "amp/style_reward", "eval/return"):
+        assert tag in scalars and all(np.isfinite(v) for _, v in scalars[tag]), tag
+    from wildrobot.plot import make_plots
+
+    written = {p.name for p in make_plots([str(root / "full")], out=root / "plots")}
+    assert "motion_style.png" in written and (root / "plots" / "motion_style.png").stat().st_size > 10_000
+    loaded = load_run(root / "full")
+    assert loaded.cfg.algo.name == "ppo_amp" and loaded.step == 4
+    res = evaluate_policy(loaded, steps=5)
+    assert res.per_episode["length"].shape[0] == len(loaded.env.evaluation_commands)
+    from wildrobot.export import check_against_jax, export
+
+    onnx_path, _, _ = export(loaded, root / "policy.onnx")  # the actor alone: the discriminator stays behind
+    assert check_against_jax(loaded, onnx_path, samples=64) < 1e-4
+
+
+def test_a_bad_dataset_stops_the_run_before_compiling_with_the_loaders_message(tmp_path):
+    from wildrobot.motions.clip import read_clip, save_clip
+    from wildrobot.motions.features import BUILTIN_DATASET
+
+    clip = read_clip(next(BUILTIN_DATASET.parent.glob("walk_*.npz")))
+    bad = clip.replace(joint_names=tuple(n if n != clip.joint_names[0] else "elbow" for n in clip.joint_names))
+    save_clip(tmp_path / "bad" / "bad.npz", bad)
+    res = run_cli(["env=wildrobot", "algo=ppo_amp", f"algo.motion_dataset={tmp_path / 'bad'}", "trainer.num_envs=2"],
+                  cwd=tmp_path)
+    assert res.returncode == 2
+    assert "algo.motion_dataset" in res.stderr and "lacks the robot's joint(s)" in res.stderr and "elbow" in res.stderr
+    assert "Compiling" not in res.stdout
+
+
+def test_the_stub_refuses_a_motion_file(tmp_path):
+    from wildrobot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="stub env reads no motion files"):
+        make_trainer(TINY_AMP + ["algo.motion_dataset=some/folder"], tmp_path / "run").run()
+
+
+def test_cli_trains_ppo_amp_on_wildrobot_end_to_end(tmp_path):
+    res = run_cli(["env=wildrobot", "algo=ppo_amp", "trainer.num_envs=2", "algo.unroll_length=2",
+                   "algo.num_minibatches=1", "algo.num_epochs=1", "algo.policy.hidden_sizes=[16]",
+                   "algo.value.hidden_sizes=[16]", "trainer.iterations=2", "trainer.log_every=1",
+                   "trainer.eval_every=0", "trainer.checkpoint_every=1", "trainer.progress=true",
+                   "algo.discriminator.hidden_sizes=[16]", "algo.discriminator.batch_size=16",
+                   "algo.discriminator.replay_size=64", "hydra.run.dir=run"], cwd=tmp_path, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Training ppo_amp on wildrobot" in res.stdout and "style" in res.stdout
+    assert (tmp_path / "run" / "checkpoints" / "latest" / "2").is_dir()
+
+
+def test_verify_checks_the_dataset_and_feature_parity(tmp_path):
+    res = run_cli(["env=wildrobot", "algo=ppo_amp", "trainer=verify", "trainer.num_envs=2"], cwd=tmp_path, timeout=400)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "reference dataset" in res.stdout and "feature parity" in res.stdout
+
+
+def test_a_relative_dataset_is_recorded_as_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    trainer = make_trainer(["env=wildrobot", "algo=ppo_amp", "algo.motion_dataset=motions/walk"], tmp_path / "run")
+    assert trainer.cfg.algo.motion_dataset == str(tmp_path / "motions" / "walk")
+    assert Path(trainer.cfg.algo.motion_dataset).is_absolute()
+
+
+def test_gait_next_to_the_reference_is_logged_at_each_evaluation(tmp_path):
+    overrides = ["env=wildrobot", "algo=ppo_amp", "trainer.num_envs=2", "algo.unroll_length=2", "algo.num_minibatches=1",
+                 "algo.num_epochs=1", "algo.policy.hidden_sizes=[16]", "algo.value.hidden_sizes=[16]",
+                 "trainer.iterations=1", "trainer.log_every=1", "trainer.eval_every=1", "trainer.checkpoint_every=1",
+                 "trainer.progress=false", "algo.num_eval_envs=2", "algo.eval_steps=5",
+                 "algo.discriminator.hidden_sizes=[16]", "algo.discriminator.batch_size=16",
+                 "algo.discriminator.replay_size=64"]
+    trainer = make_trainer(overrides, tmp_path / "run")
+    assert trainer.run() == 0
+    m = trainer.final_metrics
+    assert m["gait/dtw"] > 0 and np.isfinite(m["gait/dtw"])
+    for key in ("gait/cadence_ratio", "gait/stride_ratio", "gait/clearance_ratio"):
+        assert key in m and m[key] >= 0  # an untrained policy mostly stands: its ratios are near 0

@@ -1,0 +1,213 @@
+"""Adversarial Motion Priors (Peng et al. 2021) on top of PPO, through PPO's extension points: no
+second copy of PPO's rollout, loss, update or evaluation.
+
+A discriminator D scores transitions (s, s') of the env's state features (``Env.state_features``,
+the function reference frames go through too), normalised by a running normaliser:
+
+- loss: least squares with targets +1 for reference transitions and -1 for the policy's,
+  ``0.5 * (E_ref[(D - 1)^2] + E_pol[(D + 1)^2])``, plus ``w/2 * E_ref[|grad_x D|^2]`` (gradient
+  penalty on reference samples), plus ``logit_regularization * |W_out|^2``; AdamW adds weight decay;
+- style reward: ``r_style = scale * dt * max(0, 1 - (D(s, s') - 1)^2 / 4)``, blended with the task
+  reward as ``task_weight * r_task + style_weight * r_style`` before GAE (``shape_rewards``), with
+  the discriminator and normaliser that judged the rollout (those before this iteration's update);
+- negatives: a ring buffer of past policy transitions in the carry (``replay``), sampled only
+  where filled; positives: the dataset's transitions, by their weights;
+- schedule: ``updates_per_minibatch`` discriminator updates after each PPO minibatch
+  (``auxiliary_step``); the normaliser and the buffer take each rollout once, after its reward.
+
+Everything is in the carry (``AMPState``), so a checkpoint resumes exactly as PPO's does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from wildrobot.algos.amp_config import PPOAMPConfig
+from wildrobot.algos.networks import MLP
+from wildrobot.algos.normalize import RunningStats, init_stats, normalize, update_stats
+from wildrobot.algos.ppo import PPO, PPOState
+from wildrobot.envs.core import Env
+from wildrobot.envs.wrappers import FEATURES, BatchedEnv
+from wildrobot.errors import ConfigError
+
+
+@flax.struct.dataclass
+class DiscriminatorState:
+    params: dict
+    opt_state: Any
+    stats: RunningStats  # running mean / variance of the state features (policy and reference)
+    replay: jax.Array  # (replay_size, 2, F): past policy transitions (s, s'), raw features
+    replay_next: jax.Array  # int32: the slot the next transition is written to
+    replay_count: jax.Array  # int32: how many slots hold a transition
+    key: jax.Array
+
+
+@flax.struct.dataclass
+class AMPState(PPOState):
+    amp: DiscriminatorState
+
+
+# -- the math, as pure functions (tests/test_amp.py checks each against a hand computation) ---------
+def style_reward(d: jax.Array) -> jax.Array:
+    """max(0, 1 - (d - 1)^2 / 4): 1 at the reference target d = +1, 0 at the policy target d = -1."""
+    return jnp.maximum(0.0, 1.0 - 0.25 * (d - 1.0) ** 2)
+
+
+def output_kernel(params: dict) -> jax.Array:
+    """The weights of the discriminator's last (linear) layer, which logit regularisation shrinks."""
+    layers = params["params"]
+    return layers[f"Dense_{len(layers) - 1}"]["kernel"]
+
+
+def discriminator_loss(params: dict, apply: Callable, reference: jax.Array, policy: jax.Array,
+                       gradient_penalty: float, logit_regularization: float) -> tuple[jax.Array, dict]:
+    """The discriminator's loss on normalised inputs ``reference`` and ``policy`` (B, 2F)."""
+    d_ref, d_pol = apply(params, reference), apply(params, policy)
+    least_squares = 0.5 * (jnp.mean((d_ref - 1.0) ** 2) + jnp.mean((d_pol + 1.0) ** 2))
+    grads = jax.vmap(jax.grad(lambda x: apply(params, x[None])[0]))(reference)
+    penalty = jnp.mean(jnp.sum(grads**2, axis=-1))
+    logit = jnp.sum(output_kernel(params) ** 2)
+    total = least_squares + 0.5 * gradient_penalty * penalty + logit_regularization * logit
+    metrics = {
+        "amp/loss": total,
+        "amp/least_squares": least_squares,
+        "amp/gradient_penalty": penalty,
+        "amp/score_reference": jnp.mean(d_ref),
+        "amp/score_policy": jnp.mean(d_pol),
+        "amp/accuracy_reference": jnp.mean((d_ref > 0).astype(jnp.float32)),
+        "amp/accuracy_policy": jnp.mean((d_pol < 0).astype(jnp.float32)),
+    }
+    return total, metrics
+
+
+def replay_insert(replay: jax.Array, next_slot: jax.Array, count: jax.Array, items: jax.Array):
+    """``items`` (n, ...) written into the ring buffer ``replay`` from ``next_slot`` on, wrapping round
+    (the newest ``len(replay)`` when there are more); returns (replay, next_slot, count)."""
+    size = replay.shape[0]
+    if items.shape[0] > size:
+        items = items[-size:]
+    n = items.shape[0]
+    slots = (next_slot + jnp.arange(n)) % size
+    return replay.at[slots].set(items), (next_slot + n) % size, jnp.minimum(count + n, size)
+
+
+def replay_sample(key: jax.Array, replay: jax.Array, count: jax.Array, batch: int) -> jax.Array:
+    """``batch`` transitions drawn uniformly (with replacement) from the filled slots only."""
+    return replay[jax.random.randint(key, (batch,), 0, jnp.maximum(count, 1))]
+
+
+class PPOAMP(PPO):
+    """PPO whose reward adds a motion-style term from a discriminator trained beside it.
+
+    ``env`` is the batched training env with its features observation (``wrap_for_training(...,
+    features=True)``); ``reference`` the dataset's transitions (M, 2, F) and ``reference_weights`` their
+    sampling probabilities (M,)."""
+
+    def __init__(self, cfg: PPOAMPConfig, env: BatchedEnv, num_envs: int, total_iterations: int,
+                 reference: np.ndarray, reference_weights: np.ndarray | None = None, eval_env: Env | None = None):
+        super().__init__(cfg, env, num_envs, total_iterations, eval_env=eval_env)
+        size = env.feature_size
+        if not getattr(env, "features", False) or size <= 0:
+            raise ConfigError("algo=ppo_amp needs the env's state features in the training env "
+                              "(wrap_for_training(env, features=True)) and an env that has them")
+        reference = np.asarray(reference, np.float32)
+        if reference.ndim != 3 or reference.shape[1:] != (2, size) or len(reference) == 0:
+            raise ConfigError(f"the reference transitions have shape {reference.shape}; this env's features need "
+                              f"(M, 2, {size}) with M >= 1")
+        weights = np.full(len(reference), 1.0 / len(reference)) if reference_weights is None else reference_weights
+        self.reference = jnp.asarray(reference)
+        cdf = np.cumsum(np.asarray(weights, np.float64))
+        self.reference_cdf = jnp.asarray(cdf / cdf[-1], jnp.float32)
+        self.feature_size = size
+        d = cfg.discriminator
+        self.disc_net = MLP(tuple(d.hidden_sizes), 1, d.activation)
+        self.disc_optimizer = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
+                                          optax.adamw(d.learning_rate, weight_decay=d.weight_decay))
+        self.style_scale = cfg.style_reward_scale * env.dt
+        *head, last = self.headline_metrics  # the evaluation stays last
+        self.headline_metrics = (*head, ("style", "amp/style_reward", "{:.2f}"),
+                                 ("D acc", "amp/accuracy", "{:.2f}"), last)
+
+    # -- the discriminator --------------------------------------------------------------------
+    def apply_discriminator(self, params: dict, x: jax.Array) -> jax.Array:
+        return self.disc_net.apply(params, x)[..., 0]
+
+    def discriminator_input(self, stats: RunningStats, s: jax.Array, s_next: jax.Array) -> jax.Array:
+        return jnp.concatenate([normalize(stats, s), normalize(stats, s_next)], axis=-1)
+
+    def init(self, key: jax.Array) -> AMPState:
+        k_ppo, k_disc, k_amp = jax.random.split(key, 3)
+        base = super().init(k_ppo)
+        size = self.feature_size
+        params = self.disc_net.init(k_disc, jnp.zeros(2 * size))
+        amp = DiscriminatorState(
+            params=params,
+            opt_state=self.disc_optimizer.init(params),
+            stats=init_stats(size),
+            replay=jnp.zeros((self.cfg.discriminator.replay_size, 2, size), jnp.float32),
+            replay_next=jnp.zeros((), jnp.int32),
+            replay_count=jnp.zeros((), jnp.int32),
+            key=k_amp,
+        )
+        return AMPState(**{name: getattr(base, name) for name in base.__dataclass_fields__}, amp=amp)
+
+    # -- PPO's extension points -----------------------------------------------------------------
+    def shape_rewards(self, state: AMPState, traj: dict) -> tuple[AMPState, dict, dict]:
+        """The style reward of the rollout by the discriminator that judged it, blended with the task
+        reward; then the rollout's transitions go into the buffer and the normaliser."""
+        cfg, amp = self.cfg, state.amp
+        s, s_next = traj["obs"][FEATURES], traj["final_obs"][FEATURES]  # (T, N, F); s' before any reset
+        d = self.apply_discriminator(amp.params, self.discriminator_input(amp.stats, s, s_next))
+        r_style = style_reward(d)
+        task = traj["reward"]
+        reward = cfg.task_reward_weight * task + cfg.style_reward_weight * self.style_scale * r_style
+
+        key, k_ref = jax.random.split(amp.key)
+        transitions = jnp.stack([s, s_next], axis=-2).reshape(-1, 2, self.feature_size)
+        replay, nxt, count = replay_insert(amp.replay, amp.replay_next, amp.replay_count, transitions)
+        reference = self._reference_sample(k_ref, transitions.shape[0])
+        stats = update_stats(amp.stats, jnp.concatenate([transitions[:, 0], reference[:, 0]]))
+        amp = amp.replace(stats=stats, replay=replay, replay_next=nxt, replay_count=count, key=key)
+        metrics = {
+            "amp/style_reward": jnp.mean(r_style),
+            "amp/score_rollout": jnp.mean(d),
+            "reward/task": jnp.mean(task),
+            "reward/style": jnp.mean(self.style_scale * r_style),
+        }
+        return state.replace(amp=amp), dict(traj, reward=reward), metrics
+
+    def auxiliary(self, state: AMPState) -> DiscriminatorState:
+        return state.amp
+
+    def auxiliary_step(self, amp: DiscriminatorState) -> tuple[DiscriminatorState, dict]:
+        d = self.cfg.discriminator
+
+        def one_update(amp: DiscriminatorState, _):
+            key, k_ref, k_pol = jax.random.split(amp.key, 3)
+            ref = self._reference_sample(k_ref, d.batch_size)
+            pol = replay_sample(k_pol, amp.replay, amp.replay_count, d.batch_size)
+            x_ref = self.discriminator_input(amp.stats, ref[:, 0], ref[:, 1])
+            x_pol = self.discriminator_input(amp.stats, pol[:, 0], pol[:, 1])
+            grads, metrics = jax.grad(discriminator_loss, has_aux=True)(
+                amp.params, self.apply_discriminator, x_ref, x_pol, d.gradient_penalty, d.logit_regularization)
+            updates, opt_state = self.disc_optimizer.update(grads, amp.opt_state, amp.params)
+            params = optax.apply_updates(amp.params, updates)
+            metrics["amp/accuracy"] = 0.5 * (metrics["amp/accuracy_reference"] + metrics["amp/accuracy_policy"])
+            return amp.replace(params=params, opt_state=opt_state, key=key), metrics
+
+        amp, metrics = jax.lax.scan(one_update, amp, None, length=d.updates_per_minibatch)
+        return amp, jax.tree.map(jnp.mean, metrics)
+
+    def with_auxiliary(self, state: AMPState, amp: DiscriminatorState) -> AMPState:
+        return state.replace(amp=amp)
+
+    def _reference_sample(self, key: jax.Array, count: int) -> jax.Array:
+        """``count`` reference transitions drawn by their weights (inverse CDF)."""
+        rows = jnp.searchsorted(self.reference_cdf, jax.random.uniform(key, (count,)), side="right")
+        return self.reference[jnp.minimum(rows, len(self.reference) - 1)]
