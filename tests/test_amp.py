@@ -189,6 +189,18 @@ def test_discriminator_separates_a_fixed_policy_and_its_reward_changes(stub_amp)
     assert float(jnp.mean(after["reward"])) < float(jnp.mean(before)) - 1e-3
 
 
+def test_a_centred_style_reward_has_zero_mean_over_the_rollout(stub_amp):
+    import copy
+
+    algo, state, traj = stub_amp
+    centred = copy.copy(algo)
+    centred.cfg = dataclasses.replace(algo.cfg, center_style_reward=True)
+    _, shaped, metrics = jax.jit(centred.shape_rewards)(state, traj)
+    style = np.asarray(shaped["reward"]) - algo.cfg.task_reward_weight * np.asarray(traj["reward"])
+    assert abs(style.mean()) < 1e-6 and style.std() > 0
+    assert float(metrics["amp/style_reward"]) > 0  # the logged style reward is the uncentred one
+
+
 def _velocity_distance(overrides, tmp_path):
     trainer = make_trainer(overrides, tmp_path / "run")
     trainer.on_finish = lambda carry, metrics: setattr(trainer, "carry", carry)

@@ -4,7 +4,6 @@ wait short), the compiling line, the budget line, the chunk program (its length 
 and short chunks continue exactly), and chunks that call back into Python (timed and logged each on
 its own). Ordering is checked with events and an injected clock, never with sleeps."""
 
-import os
 import signal
 import sys
 import threading
@@ -72,7 +71,9 @@ def test_after_ctrl_c_finish_still_waits_for_the_compiler():
 
     def ctrl_c_then_release():
         wait_until_blocked_in(main, BackgroundCompile.result)
-        os.kill(os.getpid(), signal.SIGINT)
+        # to the main thread itself: a signal sent to the process may be taken by any of its threads
+        # (XLA's, the compile thread), and then never interrupts the main thread's blocked wait
+        signal.pthread_kill(main.ident, signal.SIGINT)
         wait_until_blocked_in(main, BackgroundCompile.finish)
         release.set()
 

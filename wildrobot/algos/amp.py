@@ -165,8 +165,9 @@ class PPOAMP(PPO):
         s, s_next = traj["obs"][FEATURES], traj["final_obs"][FEATURES]  # (T, N, F); s' before any reset
         d = self.apply_discriminator(amp.params, self.discriminator_input(amp.stats, s, s_next))
         r_style = style_reward(d)
+        shaped = r_style - jnp.mean(r_style) if cfg.center_style_reward else r_style
         task = traj["reward"]
-        reward = cfg.task_reward_weight * task + cfg.style_reward_weight * self.style_scale * r_style
+        reward = cfg.task_reward_weight * task + cfg.style_reward_weight * self.style_scale * shaped
 
         key, k_ref = jax.random.split(amp.key)
         transitions = jnp.stack([s, s_next], axis=-2).reshape(-1, 2, self.feature_size)

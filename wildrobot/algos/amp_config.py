@@ -30,6 +30,9 @@ class PPOAMPConfig(PPOConfig):
     style_reward_scale: float = 2.0  # r_style = scale * dt * max(0, 1 - (d - 1)^2 / 4): per second, as the env's terms
     motion_dataset: str = ""  # a clip, a folder of clips or a manifest; "" = the gait library that ships
     reference_start_share: float = 0.3  # share of episodes that start at a random reference frame
+    # subtract the rollout's mean style reward: the style term then ranks transitions without also
+    # paying for every step survived (with a saturated discriminator it is otherwise a survival bonus)
+    center_style_reward: bool = False
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
 
     def validate(self, num_envs: int) -> None:
