@@ -58,6 +58,9 @@ def test_after_ctrl_c_finish_still_waits_for_the_compiler():
     """Ctrl-C lands while the main thread waits for the compile thread; exiting before the compiler
     returns would abort the process, so finish() must keep waiting even after an interrupted wait.
     The compile is held by an event that is released only once the main thread waits in finish()."""
+    # Python's own Ctrl-C handler, installed afresh (also at the C level, where a library loaded by an
+    # earlier test may have put its own): this test is about the compile thread, not about them.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     tracing, release = threading.Event(), threading.Event()
 
     def held_while_tracing(x):

@@ -34,7 +34,11 @@ class BackgroundCompile:
             self._finished.set()
 
     def result(self) -> Any:
-        self._finished.wait()
+        # Short waits: between them the main thread runs any signal handler that is due, so Ctrl-C
+        # interrupts this wait even when the kernel handed the signal to another of the process's
+        # threads (XLA's, the compile thread) and the blocked wait itself was never interrupted.
+        while not self._finished.wait(0.1):
+            pass
         if "error" in self._done:
             raise self._done["error"]
         return self._done["compiled"]
