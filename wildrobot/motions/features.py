@@ -51,7 +51,7 @@ def reference_data(env, dataset: str | Path = BUILTIN_DATASET) -> ReferenceData:
     if not loaded:
         raise MotionError(f"the motion dataset {dataset} holds no clips")
     robot = RobotModel(env.desc)
-    weights, qpos_all, qvel_all, commands, names, seconds = [], [], [], [], [], 0.0
+    weights, qpos_all, qvel_all, commands, clips, seconds = [], [], [], [], [], 0.0
     for clip, weight in loaded:
         if weight <= 0:
             continue
@@ -65,9 +65,9 @@ def reference_data(env, dataset: str | Path = BUILTIN_DATASET) -> ReferenceData:
         weights.append(np.full(len(qpos) - 1, weight / (len(qpos) - 1)))
         command = clip.command if clip.command is not None else np.zeros(3)
         commands.append(np.tile(np.asarray(command, np.float32), (len(qpos), 1)))
-        names.append(clip)
+        clips.append(clip)
         seconds += clip.num_frames / clip.fps
-    if not names:
+    if not clips:
         raise MotionError(f"every clip of the motion dataset {dataset} has weight 0")
     features = _features(env, np.concatenate(qpos_all), np.concatenate(qvel_all))  # one program for all frames
     ends = np.cumsum([len(q) for q in qpos_all])[:-1]
@@ -80,6 +80,6 @@ def reference_data(env, dataset: str | Path = BUILTIN_DATASET) -> ReferenceData:
                 "qvel": np.concatenate(qvel_all).astype(np.float32),
                 "command": np.concatenate(commands).astype(np.float32)},
         start_features=features.astype(np.float32),
-        clips=tuple(names),
+        clips=tuple(clips),
         seconds=seconds,
     )

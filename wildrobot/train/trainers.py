@@ -10,7 +10,6 @@ from wildrobot.algos.smoke import SmokeAlgorithm
 from wildrobot.envs.core import Env
 from wildrobot.envs.factory import evaluation_config, make_env
 from wildrobot.envs.wrappers import wrap_for_training
-from wildrobot.train.reference import GaitProbe, dataset_path, load_reference
 from wildrobot.train.runner import Trainer
 
 
@@ -32,14 +31,19 @@ class PPOTrainer(Trainer):
 class AMPTrainer(Trainer):
     """PPO+AMP: the reference dataset is loaded (and refused with the loader's message) before
     anything compiles. A relative ``algo.motion_dataset`` is made absolute, so that the checkpoints'
-    config finds it from any directory (evaluation, export, resume)."""
+    config finds it from any directory (evaluation, export, resume). The motion tools (MuJoCo's
+    kinematics, SciPy) load only for this trainer, not at every run's start-up."""
 
     def __init__(self, cfg, run_dir, *args, **kwargs):
+        from wildrobot.train.reference import dataset_path
+
         if cfg.algo.motion_dataset:
             cfg.algo.motion_dataset = str(dataset_path(cfg))
         super().__init__(cfg, run_dir, *args, **kwargs)
 
     def make_algorithm(self, env: Env) -> PPOAMP:
+        from wildrobot.train.reference import GaitProbe, load_reference
+
         cfg, t = self.cfg.algo, self.cfg.trainer
         reference = load_reference(self.cfg, env)
         eval_env = make_env(evaluation_config(self.cfg.env)) if t.eval_every else None

@@ -4,7 +4,6 @@ its reference dataset and the feature parity between reference frames and env st
 from __future__ import annotations
 
 from wildrobot.envs.factory import make_env
-from wildrobot.train.reference import PARITY_TOLERANCE, feature_parity, load_reference
 from wildrobot.train.runner import Trainer
 
 
@@ -15,6 +14,8 @@ class VerifyTrainer(Trainer):
         env = make_env(self.cfg.env)
         results = run_checks(env, seed=self.cfg.seed, num_envs=self.cfg.trainer.num_envs)
         if self.cfg.algo.name == "ppo_amp":
+            from wildrobot.train.reference import PARITY_TOLERANCE, feature_parity, load_reference
+
             reference = load_reference(self.cfg, env)  # a bad dataset stops here with the loader's message
             results.append(CheckResult(
                 "reference dataset", True,
