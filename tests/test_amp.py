@@ -201,6 +201,26 @@ def test_a_centred_style_reward_has_zero_mean_over_the_rollout(stub_amp):
     assert float(metrics["amp/style_reward"]) > 0  # the logged style reward is the uncentred one
 
 
+def test_the_style_weight_ramps_in_over_its_iterations(stub_amp):
+    import copy
+
+    algo, state, traj = stub_amp
+    ramped = copy.copy(algo)
+    ramped.cfg = dataclasses.replace(algo.cfg, style_ramp_iterations=10)
+    shape = jax.jit(ramped.shape_rewards)
+    task = algo.cfg.task_reward_weight * np.asarray(traj["reward"])
+    styles = []
+    for it in (0, 5, 10, 20):
+        _, shaped, metrics = shape(state.replace(iteration=jnp.asarray(it, jnp.int32)), traj)
+        assert float(metrics["amp/style_weight"]) == pytest.approx(algo.cfg.style_reward_weight * min(1.0, it / 10))
+        styles.append(np.asarray(shaped["reward"]) - task)
+    np.testing.assert_allclose(styles[0], 0.0, atol=1e-7)  # the task alone at first
+    np.testing.assert_allclose(styles[1], 0.5 * styles[2], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(styles[3], styles[2], rtol=1e-6)
+    _, full, _ = jax.jit(algo.shape_rewards)(state, traj)  # no ramp: the full weight from the start
+    np.testing.assert_allclose(np.asarray(full["reward"]) - task, styles[2], rtol=1e-5, atol=1e-7)
+
+
 def _velocity_distance(overrides, tmp_path):
     trainer = make_trainer(overrides, tmp_path / "run")
     trainer.on_finish = lambda carry, metrics: setattr(trainer, "carry", carry)
@@ -321,3 +341,20 @@ def test_gait_next_to_the_reference_is_logged_at_each_evaluation(tmp_path):
     assert m["gait/dtw"] > 0 and np.isfinite(m["gait/dtw"])
     for key in ("gait/cadence_ratio", "gait/stride_ratio", "gait/clearance_ratio"):
         assert key in m and m[key] >= 0  # an untrained policy mostly stands: its ratios are near 0
+
+
+def test_the_amp_walk_preset_matches_the_shipped_clips():
+    """experiment=amp_walk sets the env's gait clock, swing height and pelvis height to those of the
+    shipped reference clips (what they were generated with, and what they hold)."""
+    from wildrobot.motions.clip import read_clip
+    from wildrobot.motions.features import BUILTIN_DATASET
+    from wildrobot.motions.generator import GaitSettings
+
+    cfg = typed_config(["experiment=amp_walk"])
+    assert cfg.algo.name == "ppo_amp" and cfg.algo.style_ramp_iterations > 0
+    gait = GaitSettings()
+    assert cfg.env.obs.gait_frequency == pytest.approx(1 / (2 * gait.step_time), rel=1e-3)
+    assert cfg.env.reward.swing_height == pytest.approx(gait.swing_height)
+    heights = [read_clip(p).root_pos[:, 2].mean() for p in BUILTIN_DATASET.parent.glob("walk_*.npz")]
+    assert cfg.env.reward.base_height_target == pytest.approx(float(np.mean(heights)), abs=2e-3)
+    assert typed_config([]).algo.name == "ppo"  # the preset is opt-in

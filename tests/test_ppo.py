@@ -108,20 +108,23 @@ def test_the_stub_mirror_is_a_symmetry_of_its_dynamics():
     assert not np.allclose(after_mirrored.obs["actor"], after.obs["actor"])
 
 
-def test_symmetry_coef_on_an_env_without_a_mirror_is_a_config_error():
+def test_symmetry_coef_on_an_env_without_a_mirror_is_switched_off_with_a_note():
     from wildrobot.algos.ppo import PPO
     from wildrobot.envs.stub import StubEnv
     from wildrobot.envs.stub_config import StubEnvConfig
     from wildrobot.envs.wrappers import wrap_for_training
-    from wildrobot.errors import ConfigError
 
     class Asymmetric(StubEnv):
         mirror = None
 
     env = wrap_for_training(Asymmetric(StubEnvConfig()))
-    with pytest.raises(ConfigError, match="algo.symmetry_coef"):
-        PPO(PPOConfig(symmetry_coef=0.5), env, num_envs=4, total_iterations=1)
-    PPO(PPOConfig(symmetry_coef=0.0), env, num_envs=4, total_iterations=1)
+    algo = PPO(PPOConfig(symmetry_coef=0.5), env, num_envs=4, total_iterations=1)
+    assert algo.mirror is None
+    assert len(algo.notes) == 1 and "symmetry_coef=0.5" in algo.notes[0] and "off" in algo.notes[0]
+    assert PPO(PPOConfig(symmetry_coef=0.0), env, num_envs=4, total_iterations=1).notes == ()
+    mirrored = PPO(PPOConfig(symmetry_coef=0.5), wrap_for_training(StubEnv(StubEnvConfig())), num_envs=4,
+                   total_iterations=1)
+    assert mirrored.mirror is not None and mirrored.notes == ()
 
 
 # A real training run on the stub env: learns the task in seconds.

@@ -178,8 +178,9 @@ def test_chunks_that_call_back_into_python_are_timed_and_logged_each_on_its_own(
     ran the next chunk before logging would keep it waiting: the wait's timeout then fails the
     test), and every physics step advances the trainer's injected clock by one second."""
     from conftest import TINY_PPO, make_trainer
-    from wildrobot.envs import factory
+    from wildrobot.envs import registry
     from wildrobot.envs.stub import StubEnv
+    from wildrobot.envs.stub_config import StubEnvConfig
 
     unroll, sizes = 4, [1, 1, 2, 1]  # iterations 0, 1, 2-3, 4: queued ahead, as no checkpoint is due before 5
     first_steps = np.cumsum([0] + [n * unroll for n in sizes])[:-1]  # the physics step that starts each chunk
@@ -187,8 +188,8 @@ def test_chunks_that_call_back_into_python_are_timed_and_logged_each_on_its_own(
     now, order, stalled = [0.0], [], []
 
     class CallbackStub(StubEnv):
-        def step(self, state, action):
-            state = super().step(state, action)
+        def step_in_episode(self, state, action):  # the training wrapper's step
+            state = super().step_in_episode(state, action)
 
             def physics(x):
                 step = len([kind for kind, _ in order if kind == "step"])
@@ -202,7 +203,7 @@ def test_chunks_that_call_back_into_python_are_timed_and_logged_each_on_its_own(
             shape = jax.ShapeDtypeStruct(state.reward.shape, state.reward.dtype)
             return state.replace(reward=jax.pure_callback(physics, shape, state.reward, vmap_method="broadcast_all"))
 
-    monkeypatch.setitem(factory.ENV_CONSTRUCTORS, "stub", CallbackStub)
+    monkeypatch.setitem(registry._ENVS, "stub", registry.EnvEntry("stub", StubEnvConfig, CallbackStub))
     trainer = make_trainer([*TINY_PPO, f"algo.unroll_length={unroll}", "trainer.iterations=5", "trainer.log_every=2",
                             "trainer.checkpoint_every=0", "trainer.eval_every=0"], tmp_path / "run",
                            clock=lambda: now[0])

@@ -13,7 +13,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from wildrobot.config import ALGO_SCHEMAS, ENV_SCHEMAS, Config, ConfigError, TrainerConfig, to_typed
+from wildrobot.config import ALGO_SCHEMAS, Config, ConfigError, TrainerConfig, env_schemas, to_typed
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -22,8 +22,10 @@ def register_configs() -> None:
     """Each YAML under conf/ starts from one of these (``defaults: [base_<name>, _self_]``)."""
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    for name, schema in ENV_SCHEMAS.items():
+    for name, schema in env_schemas().items():
         cs.store(group="env", name=f"base_{name}", node=schema)
+        if not (CONF_DIR / "env" / f"{name}.yaml").exists():  # a registered outside env: env=<name> as is
+            cs.store(group="env", name=name, node=schema)
     for name, schema in ALGO_SCHEMAS.items():
         cs.store(group="algo", name=f"base_{name}", node=schema)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)

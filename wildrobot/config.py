@@ -20,11 +20,10 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from wildrobot.algos.amp_config import PPOAMPConfig
 from wildrobot.algos.ppo_config import PPOConfig
 from wildrobot.algos.smoke_config import SmokeConfig
-from wildrobot.envs.stub_config import StubEnvConfig
-from wildrobot.envs.wildrobot_config import WildRobotEnvConfig
+from wildrobot.envs.registry import env_entries
 from wildrobot.errors import ConfigError, require
 
-__all__ = ["ALGO_SCHEMAS", "ENV_SCHEMAS", "Config", "ConfigError", "TrainerConfig", "config_from_dict", "to_typed",
+__all__ = ["ALGO_SCHEMAS", "env_schemas", "Config", "ConfigError", "TrainerConfig", "config_from_dict", "to_typed",
            "validate"]
 
 
@@ -51,7 +50,11 @@ class Config:
     seed: int = 0
 
 
-ENV_SCHEMAS: dict[str, type] = {"stub": StubEnvConfig, "wildrobot": WildRobotEnvConfig}
+def env_schemas() -> dict[str, type]:
+    """Each env option's schema: the built-in envs and any registered (``wildrobot.envs.registry``)."""
+    return {name: entry.schema for name, entry in env_entries().items()}
+
+
 ALGO_SCHEMAS: dict[str, type] = {"jax_smoke": SmokeConfig, "ppo": PPOConfig, "ppo_amp": PPOAMPConfig}
 
 
@@ -68,12 +71,12 @@ def to_typed(cfg: DictConfig) -> Config:
 
 def config_from_dict(d: dict) -> Config:
     """The typed Config stored (as plain JSON) in a checkpoint's metadata."""
-    for group, schemas in (("env", ENV_SCHEMAS), ("algo", ALGO_SCHEMAS)):
+    for group, schemas in (("env", env_schemas()), ("algo", ALGO_SCHEMAS)):
         name = d.get(group, {}).get("name")
         if name not in schemas:
             raise ConfigError(f"the stored config's {group} '{name}' is not one this version knows "
                               f"({', '.join(schemas)})")
-    env = OmegaConf.merge(OmegaConf.structured(ENV_SCHEMAS[d["env"]["name"]]), d["env"])
+    env = OmegaConf.merge(OmegaConf.structured(env_schemas()[d["env"]["name"]]), d["env"])
     algo = OmegaConf.merge(OmegaConf.structured(ALGO_SCHEMAS[d["algo"]["name"]]), d["algo"])
     trainer = OmegaConf.merge(OmegaConf.structured(TrainerConfig), d["trainer"])
     cfg = Config(env=OmegaConf.to_object(env), algo=OmegaConf.to_object(algo),
@@ -128,8 +131,9 @@ def validate(cfg: Config) -> None:
         )
     require(cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
 
-    require(cfg.env.name in ENV_SCHEMAS, "env.name", cfg.env.name, ", ".join(ENV_SCHEMAS))
-    cfg.env.validate()
+    require(cfg.env.name in env_schemas(), "env.name", cfg.env.name, ", ".join(env_schemas()))
+    if callable(getattr(cfg.env, "validate", None)):
+        cfg.env.validate()
     require(cfg.algo.name in ALGO_SCHEMAS, "algo.name", cfg.algo.name, ", ".join(ALGO_SCHEMAS))
     require(cfg.algo.learning_rate > 0, "algo.learning_rate", cfg.algo.learning_rate, "a number > 0")
     cfg.algo.validate(t.num_envs)

@@ -167,7 +167,8 @@ class PPOAMP(PPO):
         r_style = style_reward(d)
         shaped = r_style - jnp.mean(r_style) if cfg.center_style_reward else r_style
         task = traj["reward"]
-        reward = cfg.task_reward_weight * task + cfg.style_reward_weight * self.style_scale * shaped
+        weight = cfg.style_reward_weight * self.style_ramp(state.iteration)
+        reward = cfg.task_reward_weight * task + weight * self.style_scale * shaped
 
         key, k_ref = jax.random.split(amp.key)
         transitions = jnp.stack([s, s_next], axis=-2).reshape(-1, 2, self.feature_size)
@@ -180,8 +181,17 @@ class PPOAMP(PPO):
             "amp/score_rollout": jnp.mean(d),
             "reward/task": jnp.mean(task),
             "reward/style": jnp.mean(self.style_scale * r_style),
+            "amp/style_weight": weight,
         }
         return state.replace(amp=amp), dict(traj, reward=reward), metrics
+
+    def style_ramp(self, iteration: jax.Array) -> jax.Array:
+        """The share of ``style_reward_weight`` applied at ``iteration``: 0 -> 1 over
+        ``style_ramp_iterations`` (1 throughout when that is 0)."""
+        ramp = self.cfg.style_ramp_iterations
+        if ramp <= 0:
+            return jnp.ones((), jnp.float32)
+        return jnp.minimum(1.0, iteration.astype(jnp.float32) / ramp)
 
     def auxiliary(self, state: AMPState) -> DiscriminatorState:
         return state.amp

@@ -36,7 +36,7 @@ def run_episodes(env: Env, policy: Callable[[jax.Array], jax.Array], keys: jax.A
     def one_step(carry, _):
         state, alive, totals = carry
         action = policy(state.obs["actor"])
-        nxt = jax.vmap(env.step)(state, action)
+        nxt = jax.vmap(env.step_in_episode)(state, action)  # episodes end at the first done: no auto-reset
         totals = {
             "return": totals["return"] + alive * nxt.reward,
             "length": totals["length"] + alive,

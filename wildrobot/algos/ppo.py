@@ -24,7 +24,6 @@ from wildrobot.algos.normalize import init_stats, normalize, update_stats
 from wildrobot.algos.ppo_config import PPOConfig
 from wildrobot.envs.core import Env, State
 from wildrobot.envs.wrappers import BatchedEnv, termination
-from wildrobot.errors import ConfigError
 
 _LOG_2PI_E = math.log(2.0 * math.pi * math.e)
 
@@ -138,12 +137,13 @@ class PPO:
         self.policy_net = MLP(tuple(cfg.policy.hidden_sizes), env.action_size, cfg.policy.activation, out_scale=0.01)
         self.value_net = MLP(tuple(cfg.value.hidden_sizes), 1, cfg.value.activation)
         self.optimizer = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.scale_by_adam())
-        self.mirror = None
-        if cfg.symmetry_coef > 0:
-            if env.mirror is None:
-                raise ConfigError(f"algo.symmetry_coef={cfg.symmetry_coef}: this env has no left/right mirror "
-                                  f"(Env.mirror). Set algo.symmetry_coef=0.")
-            self.mirror = env.mirror
+        # The mirror loss needs the env's left/right mirror; an env without one (a Playground or
+        # registered env) trains without the loss, and the run says so.
+        self.mirror = env.mirror if cfg.symmetry_coef > 0 else None
+        self.notes: tuple[str, ...] = ()
+        if cfg.symmetry_coef > 0 and env.mirror is None:
+            self.notes = (f"Note: algo.symmetry_coef={cfg.symmetry_coef} is not applied: this env has no "
+                          f"left/right mirror (Env.mirror), so the mirror loss is off.",)
 
     # -- networks -----------------------------------------------------------------------------
     def apply_policy(self, policy_params, actor_obs: jax.Array) -> jax.Array:

@@ -8,14 +8,17 @@ episode limits and auto-reset are added by ``wildrobot.envs.wrappers``.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 Observation = dict[str, jax.Array]  # {"actor": deployable obs, "critic": privileged obs}
+EPISODE_MARK = "episode_mark"  # info key: Env.physics_mark of the physics state the env last left
 
 # What ``Env.physics_backend`` names, as the progress line and error messages write it.
 PHYSICS_NAMES = {"mjx": "MJX", "mujoco": "MuJoCo C"}
@@ -40,6 +43,21 @@ class State:
     done: jax.Array
     metrics: dict[str, jax.Array]
     info: dict[str, Any]
+
+    @property
+    def pipeline_state(self) -> Any:
+        """Brax's name for ``data`` (its wrappers read and replace ``pipeline_state``)."""
+        return self.data
+
+
+def _replace(self: State, **changes: Any) -> State:
+    """``State.replace`` that also takes Brax's ``pipeline_state=`` for ``data=``."""
+    if "pipeline_state" in changes:
+        changes["data"] = changes.pop("pipeline_state")
+    return dataclasses.replace(self, **changes)
+
+
+State.replace = _replace  # after the decorator, which installs its own ``replace``
 
 
 @dataclass(frozen=True)
@@ -68,7 +86,39 @@ class Env(abc.ABC):
 
     @abc.abstractmethod
     def step(self, state: State, action: jax.Array) -> State:
-        """Advance one control step. ``action`` lies in [-1, 1]^action_size."""
+        """Advance one control step. ``action`` lies in [-1, 1]^action_size.
+
+        Another library's auto-reset (Brax's ``AutoResetWrapper``, Playground's
+        ``BraxAutoResetWrapper``) puts back only an episode's first ``data`` and ``obs``, not its
+        ``info``; an env whose episodes carry state in ``info`` (a command, randomisation draws, a
+        clock) starts its ``step`` with ``restart_if_replaced`` to begin a new episode then."""
+
+    def step_in_episode(self, state: State, action: jax.Array) -> State:
+        """``step`` for a wrapper that starts every episode with ``reset`` itself (``BatchedEnv``,
+        evaluation, quick-verify), so the check of ``restart_if_replaced`` can be left out; the same
+        as ``step`` unless an env overrides it. Our training wrapper calls this, not ``step``: a
+        subclass of an env that has it changes the dynamics here."""
+        return self.step(state, action)
+
+    def physics_mark(self, data: Any) -> Optional[jax.Array]:
+        """What identifies a physics state (WildRobot: ``qpos``), kept in ``info[EPISODE_MARK]`` by an
+        env that uses ``restart_if_replaced``; None: the env does not check."""
+        return None
+
+    def restart_if_replaced(self, state: State) -> State:
+        """``state``, or, when its physics is not what this env's last step (or reset) left there (an
+        outside auto-reset put an episode's first state back), a new episode: ``reset`` with a key
+        from ``info["rng"]``, every info key a wrapper added kept. A wrapper's restored first
+        observation is then one step out of date; the step's own observation is the new episode's."""
+        mark = self.physics_mark(state.data)
+        if mark is None:
+            return state
+        last = state.info[EPISODE_MARK]
+        replaced = jnp.any((mark != last) & ~(jnp.isnan(mark) & jnp.isnan(last)))  # a blow-up is no restart
+        fresh = self.reset(jax.random.fold_in(state.info["rng"], 1))
+        fresh = fresh.replace(info=dict(state.info, **fresh.info), metrics=state.metrics,
+                              reward=state.reward, done=state.done, obs=state.obs)
+        return jax.tree.map(lambda a, b: jnp.where(replaced, a, b), fresh, state)
 
     def set_command(self, state: State, command: jax.Array) -> State:
         """Fix the command (``command_labels``) for the rest of the episode and update the observation;

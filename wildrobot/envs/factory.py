@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 from wildrobot.envs.core import Env
-
-
-def _stub(cfg: Any) -> Env:
-    from wildrobot.envs.stub import StubEnv
-
-    return StubEnv(cfg)
-
-
-def _wildrobot(cfg: Any) -> Env:
-    # Imported lazily: MJX and the robot model load only when this env is asked for.
-    from wildrobot.envs.wildrobot import WildRobotEnv
-
-    return WildRobotEnv(cfg)
-
-
-ENV_CONSTRUCTORS: dict[str, Callable[[Any], Env]] = {"stub": _stub, "wildrobot": _wildrobot}
+from wildrobot.envs.registry import env_entry
 
 
 def make_env(cfg: Any) -> Env:
-    """Build the env named by ``cfg.name`` from its typed config."""
-    try:
-        constructor = ENV_CONSTRUCTORS[cfg.name]
-    except KeyError:
-        raise ValueError(f"unknown env '{cfg.name}'; available: {', '.join(ENV_CONSTRUCTORS)}") from None
-    return constructor(cfg)
+    """Build the env named by ``cfg.name`` from its typed config (``wildrobot.envs.registry``)."""
+    return env_entry(cfg.name).make(cfg)
 
 
 def evaluation_config(env_cfg: Any) -> Any:

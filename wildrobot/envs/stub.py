@@ -7,11 +7,13 @@ gets too fast) and a command in ``info`` that ``set_command`` can fix.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wildrobot.envs.core import Env, Mirror, State
+from wildrobot.envs.core import EPISODE_MARK, Env, Mirror, State
 from wildrobot.envs.observation import Block, ObservationView, flips
 from wildrobot.envs.stub_config import StubEnvConfig
 
@@ -78,22 +80,29 @@ class StubEnv(Env):
         command = jax.random.uniform(k_cmd, (2,), minval=-r, maxval=r)
         velocity = jax.random.uniform(k_vel, (2,), minval=-0.5, maxval=0.5)
         data = {"position": jnp.zeros(2), "velocity": velocity}
-        info = {"rng": key, "command": command, "prev_action": jnp.zeros(2)}
+        info = {"rng": key, "command": command, "prev_action": jnp.zeros(2), EPISODE_MARK: data["position"]}
         zero = jnp.zeros(())
         return State(data, self._obs(data, info), zero, zero, self._metrics(zero, zero, zero, zero), info)
 
     def step(self, state: State, action: jax.Array) -> State:
+        """One step; a new episode first when an outside auto-reset put back a first state."""
+        return self.step_in_episode(self.restart_if_replaced(state), action)
+
+    def physics_mark(self, data: Any) -> jax.Array:
+        return data["position"]
+
+    def step_in_episode(self, state: State, action: jax.Array) -> State:
         action = jnp.clip(action, -1.0, 1.0)
         velocity = state.data["velocity"] + self.cfg.dt * _GAIN * action
         data = {"position": state.data["position"] + self.cfg.dt * velocity, "velocity": velocity}
-        info = dict(state.info, prev_action=action)
+        info = dict(state.info, prev_action=action, **{EPISODE_MARK: data["position"]})
         err = jnp.sum((velocity - info["command"]) ** 2)
         tracking = jnp.exp(-err / self.cfg.tracking_sigma)
         action_rate = -0.01 * jnp.sum((action - state.info["prev_action"]) ** 2)
         fall = (jnp.linalg.norm(velocity) > self.cfg.max_speed).astype(jnp.float32)
         termination = -1.0 * fall
         reward = tracking + action_rate + termination
-        metrics = self._metrics(tracking, action_rate, termination, fall)
+        metrics = dict(state.metrics, **self._metrics(tracking, action_rate, termination, fall))  # keeps wrappers' keys
         metrics["tracking/velocity_error"] = jnp.sqrt(err)
         return State(data, self._obs(data, info), reward, fall, metrics, info)
 

@@ -48,7 +48,7 @@ class Rollout:
 
         def rollout(state: State, actions: jax.Array):
             def body(s, a):
-                s = jax.vmap(env.step)(s, a)
+                s = jax.vmap(env.step_in_episode)(s, a)  # no auto-reset here: episodes run on
                 obs_ok = jax.vmap(_finite_tree)(s.obs)
                 rew_ok = jax.vmap(_finite_tree)((s.reward, s.metrics))
                 return s, (s.done, obs_ok, rew_ok)

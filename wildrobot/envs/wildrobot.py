@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wildrobot.envs import randomize, rewards
-from wildrobot.envs.core import Env, Mirror, State
+from wildrobot.envs.core import EPISODE_MARK, Env, Mirror, State
 from wildrobot.envs.frames import heading_velocity, quat_mul, quat_to_mat, to_heading_frame, yaw_quat
 from wildrobot.envs.observation import ObservationView
 from wildrobot.envs.physics import make_physics
@@ -175,6 +175,7 @@ class WildRobotEnv(Env):
             "push_countdown": randomize.sample_push_interval(k_push, cfg.push, self._dt),
             "air_time": zeros_f,
             "last_contact": jnp.ones((self._nfeet,), jnp.float32),
+            EPISODE_MARK: qpos,
         }
         frame, critic = self.observe(self.quantities(data, info), info, k_noise)
         if cfg.obs.history:
@@ -184,6 +185,14 @@ class WildRobotEnv(Env):
         return State(data, obs, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), metrics, info)
 
     def step(self, state: State, action: jax.Array) -> State:
+        """One control step; a new episode first when an outside auto-reset put back a first physics
+        state (``Env.restart_if_replaced``)."""
+        return self.step_in_episode(self.restart_if_replaced(state), action)
+
+    def physics_mark(self, data: Any) -> jax.Array:
+        return data.qpos
+
+    def step_in_episode(self, state: State, action: jax.Array) -> State:
         cfg, p = self.cfg, self.physics
         info = state.info
         rng, k_noise, k_cmd, k_push, k_int = jax.random.split(info["rng"], 5)
@@ -245,6 +254,7 @@ class WildRobotEnv(Env):
             push_countdown=countdown,
             air_time=air_time * (1.0 - contact_filt),
             last_contact=contact,
+            **{EPISODE_MARK: data.qpos},
         )
         frame, critic = self.observe(q, new_info, k_noise)
         actor = self.observation["actor"].stacked(frame, new_info.get("obs_history"))
@@ -272,7 +282,8 @@ class WildRobotEnv(Env):
         # A blow-up ends the episode: zero its reward and metrics, keep every output finite.
         metrics = {k: jnp.where(finite, v, 0.0) for k, v in metrics.items()}
         metrics["nonfinite"] = 1.0 - finite.astype(jnp.float32)
-        metrics = {k: metrics[k] for k in self.metric_keys}
+        # the env's own metrics, and any a wrapper added (Brax's evaluation wrapper: "reward") as they came
+        metrics = {**state.metrics, **{k: metrics[k] for k in self.metric_keys}}
         done = jnp.maximum(fall * finite, 1.0 - finite.astype(jnp.float32))
         obs = {
             "actor": jnp.where(finite, actor, 0.0),

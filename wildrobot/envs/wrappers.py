@@ -76,7 +76,15 @@ class BatchedEnv:
         return jax.vmap(self._reset_one)(keys)
 
     def step(self, state: State, actions: jax.Array) -> State:
-        return jax.vmap(self._step_one)(state, actions)
+        """Step every env; where one finished (a fall, a blow-up or the time limit), a new episode.
+        New episodes are made only on steps where some env finished (a ``lax.cond`` over the batch):
+        a step on which none did skips the batch's resets (with many envs and short episodes few do)."""
+        nxt, done, own = jax.vmap(self._advance)(state, actions)
+        reset_rng, keys = jnp.moveaxis(jax.vmap(jax.random.split)(own["reset_rng"]), 1, 0)
+        shapes = jax.eval_shape(jax.vmap(self._fresh), keys)
+        fresh = jax.lax.cond(jnp.any(done), jax.vmap(self._fresh),
+                             lambda _: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes), keys)
+        return jax.vmap(self._finish)(nxt, done, own, fresh, reset_rng)
 
     # -- one environment ----------------------------------------------------------------------
     def _fresh(self, key: jax.Array) -> State:
@@ -114,16 +122,19 @@ class BatchedEnv:
         )
         return state.replace(info=info)
 
-    def _step_one(self, state: State, action: jax.Array) -> State:
+    def _advance(self, state: State, action: jax.Array) -> tuple[State, jax.Array, dict[str, Any]]:
+        """The env's step (the episode goes on: this wrapper starts new ones itself), whether the
+        episode ended, and this wrapper's own bookkeeping from ``state``."""
         own = {k: state.info[k] for k in WRAPPER_KEYS}
         inner = state.replace(info={k: v for k, v in state.info.items() if k not in WRAPPER_KEYS})
-        nxt = self._with_features(self.env.step(inner, action))
-
-        steps = own["steps"] + 1
+        nxt = self._with_features(self.env.step_in_episode(inner, action))
         terminated = nxt.done > 0
-        truncated = jnp.logical_and(steps >= self.episode_length, jnp.logical_not(terminated))
-        done = jnp.logical_or(terminated, truncated)
+        truncated = jnp.logical_and(own["steps"] + 1 >= self.episode_length, jnp.logical_not(terminated))
+        return nxt, jnp.logical_or(terminated, truncated), dict(own, truncated=truncated)
 
+    def _finish(self, nxt: State, done: jax.Array, own: dict[str, Any], fresh: State, reset_rng: jax.Array) -> State:
+        """The step's state, or where the episode ended ``fresh`` (with the step's reward, done and
+        metrics); the episode sums and the pre-reset observation in ``info``."""
         running = {k: own["running"][k] + nxt.metrics[k] for k in own["running"] if k.startswith("reward/")}
         running["return"] = own["running"]["return"] + nxt.reward
         running["length"] = own["running"]["length"] + 1.0
@@ -132,15 +143,12 @@ class BatchedEnv:
                 running[k] = own["running"][k] + nxt.metrics[k]
         running = {k: running[k] for k in own["running"]}  # keep the carry's key order
 
-        reset_rng, key = jax.random.split(own["reset_rng"])
-        fresh = self._fresh(key)
         after = _select(done, fresh.replace(reward=nxt.reward, done=nxt.done, metrics=nxt.metrics), nxt)
-
         zeros = jax.tree.map(jnp.zeros_like, running)
         info = dict(
             after.info,
-            steps=jnp.where(done, 0, steps),
-            truncation=truncated.astype(jnp.float32),
+            steps=jnp.where(done, 0, own["steps"] + 1),
+            truncation=own["truncated"].astype(jnp.float32),
             final_obs=nxt.obs,
             episode_metrics=_select(done, running, own["episode_metrics"]),
             running=_select(done, zeros, running),

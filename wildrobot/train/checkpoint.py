@@ -190,5 +190,7 @@ def _signature_mismatch(meta: dict, step: int) -> str:
     return (
         f"the checkpoint at step {step} holds a train state of another shape than this config builds "
         f"(env '{meta.get('env')}', algo '{meta.get('algo')}'). Resume with the same env, algorithm, "
-        f"network sizes and trainer.num_envs as the run that wrote it."
+        f"network sizes and trainer.num_envs as the run that wrote it; if those match, the run was written "
+        f"by a version of wildrobot whose train state differs from this one's: resume it with that version "
+        f"(evaluation and export of its policy work with this one)."
     )

@@ -128,6 +128,8 @@ class Trainer:
                 print(f"Resuming {location.run_dir} from iteration {self.start_iteration} "
                       f"(checkpoints and TensorBoard continue there)")
             print(budget_line(cfg, self.algo, self.start_iteration, self.env.physics_backend, self.run_dir))
+            for note in getattr(self.algo, "notes", ()):
+                print(note)
             print("Compiling the training program ...", flush=True)
             chunk = jax.jit(make_chunk(self.algo, t.log_every, on_trace=self._traced), donate_argnums=0)
             if location:
