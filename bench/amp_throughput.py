@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import jax
+from common import trainer_rate
 
 from wildrobot.cli import load_config
 from wildrobot.dispatch import trainer_class
@@ -30,8 +31,7 @@ def rate(cfg) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = trainer_class(cfg)(cfg, Path(tmp) / "run")
         assert trainer.run() == 0
-    steps = sum(trainer.chunk_iterations[1:]) * trainer.algo.env_steps_per_iteration
-    return steps / sum(trainer.chunk_seconds[1:])
+    return trainer_rate(trainer, trainer.algo.env_steps_per_iteration)
 
 
 def main() -> None:

@@ -40,6 +40,11 @@ def paired_ratio(times: dict[str, list[float]], slow: str, fast: str) -> float:
     return float(statistics.median(f / s for s, f in zip(times[slow], times[fast])))
 
 
+def trainer_rate(trainer, samples_per_iteration: int) -> float:
+    """Env steps per second over every chunk after the first (one iteration, right after compiling)."""
+    return sum(trainer.chunk_iterations[1:]) * samples_per_iteration / sum(trainer.chunk_seconds[1:])
+
+
 def random_actions(key: jax.Array, n: int, action_size: int) -> jax.Array:
     """n uniform actions in [-1, 1]: what the benchmarks step envs with."""
     return jax.random.uniform(key, (n, action_size), minval=-1.0, maxval=1.0)

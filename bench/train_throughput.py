@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import jax
-from common import random_action_rollout
+from common import random_action_rollout, trainer_rate
 
 from wildrobot.cli import load_config
 from wildrobot.dispatch import trainer_class
@@ -55,11 +55,6 @@ def run_trainer(cfg):
         trainer = trainer_class(cfg)(cfg, Path(tmp) / "run")
         assert trainer.run() == 0
     return trainer
-
-
-def trainer_rate(trainer, samples_per_iteration: int) -> float:
-    """Env steps per second over every chunk after the first (one iteration, right after compiling)."""
-    return sum(trainer.chunk_iterations[1:]) * samples_per_iteration / sum(trainer.chunk_seconds[1:])
 
 
 def main() -> None:

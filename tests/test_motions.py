@@ -386,3 +386,19 @@ def test_eval_compares_a_policys_gait_with_the_reference(wildrobot_run, library,
     assert code == 0, out
     assert "Gait vs reference" in out and "walk_vx+0.20_vy+0.00_yaw+0.00" in out
     assert out.count("walk_vx+0.20") == 1  # 0.4 m/s has no reference within 0.05: not listed
+
+
+def test_generate_help_states_the_generators_own_defaults():
+    """`generate` leaves unset options to GaitSettings; the help it prints must name those values."""
+    import dataclasses
+
+    from wildrobot.motions.__main__ import make_parser
+    from wildrobot.motions.generator import GaitSettings
+
+    generate = next(a for a in make_parser()._subparsers._group_actions[0].choices.values()
+                    if any(o.dest == "step_time" for o in a._actions))
+    defaults = dataclasses.asdict(GaitSettings())
+    for action in generate._actions:
+        if action.dest in defaults:
+            assert action.default is None
+            assert f"(default {defaults[action.dest]})" in action.help, action.dest
