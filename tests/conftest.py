@@ -134,6 +134,32 @@ def assert_resume_was_exact(root: Path, full):
     return a
 
 
+def assert_params_close(a, b, rtol: float = 1e-5, atol: float = 1e-6):
+    """Two carries' parameters equal within float tolerance (a run split over devices or processes
+    against one device grouping its minibatches the same way)."""
+    import jax
+    import numpy as np
+
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def assert_equals_one_process_on_two_devices(run_dir: Path, overrides: list[str], workdir: Path, env=None):
+    """The run in ``run_dir`` (split over two processes) against the same overrides run by one
+    process splitting the batch over two fake CPU devices: the final parameters agree."""
+    import subprocess
+
+    env = dict(env if env is not None else os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    single = subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides, f"hydra.run.dir={workdir / 'single'}"],
+                            cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    reference = make_trainer(TINY_PPO, workdir / "unused")
+    a, _, step_a = restore_latest(run_dir, reference)
+    b, _, step_b = restore_latest(workdir / "single", reference)
+    assert step_a == step_b
+    assert_params_close(a, b)
+
+
 def restore_latest(run_dir: Path, trainer, step=None):
     """The carry saved under ``run_dir`` (newest or ``step``), restored onto the trainer's init."""
     import jax

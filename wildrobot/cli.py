@@ -55,14 +55,16 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
     from wildrobot.dispatch import trainer_class
-    from wildrobot.jax_setup import configure_jax
+    from wildrobot.jax_setup import configure_jax, start_distributed
     from wildrobot.train.checkpoint import CheckpointError
+    from wildrobot.train.lock import RunDirBusy
 
     configure_jax()
+    start_distributed()  # a run of several processes (wildrobot.launch, srun) joins up here
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         code = trainer_class(config)(config, run_dir).run()
-    except (ConfigError, CheckpointError) as e:
+    except (ConfigError, CheckpointError, RunDirBusy) as e:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(2)
     if code:

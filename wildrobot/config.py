@@ -23,8 +23,8 @@ from wildrobot.algos.smoke_config import SmokeConfig
 from wildrobot.envs.registry import env_entries
 from wildrobot.errors import ConfigError, require
 
-__all__ = ["ALGO_SCHEMAS", "env_schemas", "Config", "ConfigError", "TrainerConfig", "config_from_dict", "to_typed",
-           "validate"]
+__all__ = ["ALGO_SCHEMAS", "env_schemas", "Config", "ConfigError", "TrainerConfig", "check_device_split",
+           "config_from_dict", "to_typed", "validate"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -40,6 +40,8 @@ class TrainerConfig:
     keep_checkpoints: int = 3
     resume: Optional[str] = None  # run dir | checkpoint dir | latest
     progress: bool = True
+    # how many devices the env batch is split over: a count ("2") or "all" (wildrobot.train.sharding)
+    devices: str = "1"
 
 
 @dataclass
@@ -137,3 +139,29 @@ def validate(cfg: Config) -> None:
     require(cfg.algo.name in ALGO_SCHEMAS, "algo.name", cfg.algo.name, ", ".join(ALGO_SCHEMAS))
     require(cfg.algo.learning_rate > 0, "algo.learning_rate", cfg.algo.learning_rate, "a number > 0")
     cfg.algo.validate(t.num_envs)
+    require(t.devices == "all" or (t.devices.isdigit() and int(t.devices) >= 1), "trainer.devices", t.devices,
+            "'all' (every device JAX sees) or a device count >= 1, e.g. trainer.devices=2")
+    if t.devices != "all":  # "all" is checked once JAX is asked how many there are (Trainer.start)
+        check_device_split(cfg, int(t.devices))
+
+
+def check_device_split(cfg: Config, count: int) -> None:
+    """The env batch splits into ``count`` equal shards (one per device), and so does every PPO
+    minibatch (each takes an equal slice of every shard)."""
+    t = cfg.trainer
+    if t.num_envs % count:
+        lower = t.num_envs // count * count
+        nearest = " or ".join(str(n) for n in (lower, lower + count) if n > 0)
+        raise ConfigError(f"trainer.num_envs={t.num_envs} does not split evenly over trainer.devices={t.devices} "
+                          f"({count} devices): use a multiple of {count}, e.g. trainer.num_envs={nearest}.")
+    if isinstance(cfg.algo, PPOConfig):
+        a = cfg.algo
+        batch = t.num_envs * a.unroll_length
+        if (batch // a.num_minibatches) % count:
+            fitting = [m for m in range(1, batch + 1) if batch % m == 0 and (batch // m) % count == 0]
+            nearest = sorted(fitting, key=lambda m: (abs(m - a.num_minibatches), m))[:2]
+            raise ConfigError(
+                f"a PPO minibatch of trainer.num_envs * algo.unroll_length / algo.num_minibatches = {t.num_envs} * "
+                f"{a.unroll_length} / {a.num_minibatches} = {batch // a.num_minibatches} samples does not split "
+                f"evenly over trainer.devices={t.devices} ({count} devices; each takes an equal share of every "
+                f"minibatch): e.g. algo.num_minibatches={' or '.join(map(str, sorted(nearest)))}.")

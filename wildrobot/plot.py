@@ -69,22 +69,12 @@ def _run_dir(events_dir: Path) -> Path:
     return events_dir.parent if events_dir.name == "tensorboard" else events_dir
 
 
-def _overrides(run_dir: Path) -> list[str]:
-    f = run_dir / ".hydra" / "overrides.yaml"
-    if not f.exists():
-        return []
-    import yaml
-
-    try:
-        return [str(o) for o in (yaml.safe_load(f.read_text()) or []) if not str(o).startswith("hydra")]
-    except yaml.YAMLError:
-        return []
-
-
 def labels_for(events_dirs: Sequence[Path]) -> list[str]:
     """The overrides that differ between runs (a sweep's varied keys), else the folder names."""
+    from wildrobot.runs import run_overrides
+
     dirs = [_run_dir(d) for d in events_dirs]
-    ovs = [_overrides(d) for d in dirs]
+    ovs = [run_overrides(d) for d in dirs]
     common = set.intersection(*(set(o) for o in ovs)) if ovs else set()
     labels = [" ".join(o for o in ov if o not in common) for ov in ovs]
     names = [d.name for d in dirs]

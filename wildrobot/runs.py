@@ -126,3 +126,17 @@ def evaluation_env(loaded: LoadedRun, backend: Optional[str] = None) -> Env:
     if backend is not None:
         cfg = dataclasses.replace(cfg, sim=dataclasses.replace(cfg.sim, backend=backend))
     return make_env(cfg)
+
+
+def run_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides a run was started with (``<run>/.hydra/overrides.yaml``, e.g.
+    ``["env=stub", "seed=1"]``), Hydra's own left out; [] when the file is missing or unreadable."""
+    f = Path(run_dir) / ".hydra" / "overrides.yaml"
+    if not f.exists():
+        return []
+    import yaml
+
+    try:
+        return [str(o) for o in (yaml.safe_load(f.read_text()) or []) if not str(o).startswith("hydra")]
+    except (yaml.YAMLError, OSError):
+        return []

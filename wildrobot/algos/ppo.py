@@ -102,13 +102,34 @@ def ppo_loss(params, batch: dict, apply_policy, apply_value, cfg: PPOConfig,
     return total, metrics
 
 
-def shuffled_minibatches(key: jax.Array, batch: dict, num_minibatches: int) -> dict:
-    """``batch`` (every leaf with the same leading axis N) in a random order, split into
-    ``num_minibatches`` minibatches: leaves of shape (num_minibatches, N // num_minibatches, ...)."""
-    size = jax.tree.leaves(batch)[0].shape[0]
-    perm = jax.random.permutation(key, size)
-    per = size // num_minibatches
-    return jax.tree.map(lambda x: x[perm].reshape((num_minibatches, per) + x.shape[1:]), batch)
+def by_shard(x: jax.Array, shards: int) -> jax.Array:
+    """A rollout's samples (T, N, ...) -> (shards, T * N // shards, ...): the N envs as ``shards``
+    equal groups of consecutive envs (one per device when the env batch is sharded,
+    ``wildrobot.train.sharding``), each group's samples time-major. One group: the rollout
+    flattened time-major, (1, T * N, ...)."""
+    steps, envs = x.shape[:2]
+    x = x.reshape(steps, shards, envs // shards, *x.shape[2:]).swapaxes(0, 1)
+    return x.reshape(shards, steps * envs // shards, *x.shape[3:])
+
+
+def shuffled_minibatches(key: jax.Array, batch: dict, num_minibatches: int, shards: int = 1) -> dict:
+    """A rollout's samples (leaves of shape (T, N, ...): T steps of N envs) in a random order, split
+    into ``num_minibatches`` minibatches: leaves of shape (num_minibatches, T * N // num_minibatches, ...).
+
+    The samples of each of the ``shards`` groups of envs (``by_shard``) are shuffled among
+    themselves and every minibatch takes an equal slice of every group, so that building them moves
+    no sample from one device to another. One group: a random permutation of all T * N samples."""
+    steps, envs = jax.tree.leaves(batch)[0].shape[:2]
+    per_shard = steps * envs // shards
+    rows = jnp.broadcast_to(jnp.arange(per_shard), (shards, per_shard))
+    order = jax.random.permutation(key, rows, axis=1, independent=True)  # one permutation per group
+
+    def arrange(x: jax.Array) -> jax.Array:
+        x = jax.vmap(lambda group, perm: group[perm])(by_shard(x, shards), order)
+        x = x.reshape(shards, num_minibatches, per_shard // num_minibatches, *x.shape[2:]).swapaxes(0, 1)
+        return x.reshape(num_minibatches, -1, *x.shape[3:])  # each minibatch: the groups' slices, in group order
+
+    return jax.tree.map(arrange, batch)
 
 
 class PPO:
@@ -117,6 +138,10 @@ class PPO:
     rollout, loss or update (``wildrobot.algos.amp``)."""
 
     best_metric = "eval/return"
+    # The carry's fields whose every leaf has the env batch as its leading axis (the env state, with
+    # its observations and per-env episode statistics): what ``wildrobot.train.sharding`` splits
+    # over devices with trainer.devices > 1; everything else in the carry is replicated.
+    batched_fields: tuple[str, ...] = ("env_state",)
 
     def __init__(self, cfg: PPOConfig, env: BatchedEnv, num_envs: int, total_iterations: int,
                  eval_env: Env | None = None):
@@ -127,6 +152,9 @@ class PPO:
         self.total_iterations = total_iterations
         self.env_steps_per_iteration = num_envs * cfg.unroll_length
         self.critic_key = "critic" if cfg.privileged_critic else "actor"
+        # The env batch's groups of consecutive envs, one per device (the runner sets it for
+        # trainer.devices > 1, before anything is traced): minibatches are shuffled within each.
+        self.shards = 1
         self.headline_metrics = (
             ("return", "episode/return", "{:.2f}"),
             ("len", "episode/length", "{:.0f}"),
@@ -278,7 +306,6 @@ class PPO:
         if self.mirror is not None:  # mirrored raw observations, normalised like the originals
             mirrored = self.mirror.actor_obs(traj["obs"]["actor"])
             batch["actor_mirrored"] = normalize(stats["actor"], mirrored) if cfg.normalize_observations else mirrored
-        batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
 
         lr = self._scheduled_lr(state)
         mirror_action = self.mirror.action if self.mirror is not None else None
@@ -298,7 +325,8 @@ class PPO:
             return (params, opt_state, lr, aux), {**mb_metrics, **aux_metrics}
 
         def epoch(carry, epoch_key):
-            return jax.lax.scan(minibatch_step, carry, shuffled_minibatches(epoch_key, batch, cfg.num_minibatches))
+            return jax.lax.scan(minibatch_step, carry, shuffled_minibatches(epoch_key, batch, cfg.num_minibatches,
+                                                                             self.shards))
 
         (params, opt_state, lr, aux), update_metrics = jax.lax.scan(
             epoch, (params, state.opt_state, lr, self.auxiliary(state)), jax.random.split(key, cfg.num_epochs)
@@ -306,13 +334,17 @@ class PPO:
         metrics = {**shaping_metrics, **jax.tree.map(jnp.mean, update_metrics)}
 
         # The normaliser moves after the update, so every ratio above used the rollout's statistics.
+        # Flattened group by group: a time-major flattening of env-sharded arrays would gather them.
+        def flat(x: jax.Array) -> jax.Array:
+            return by_shard(x, self.shards).reshape(-1, *x.shape[2:])
+
         if cfg.normalize_observations:
             stats = {
-                "actor": update_stats(stats["actor"], traj["obs"]["actor"]),
-                "critic": update_stats(stats["critic"], traj["obs"][self.critic_key]),
+                "actor": update_stats(stats["actor"], flat(traj["obs"]["actor"])),
+                "critic": update_stats(stats["critic"], flat(traj["obs"][self.critic_key])),
             }
-        flat_targets = targets.reshape(-1)
-        metrics["ppo/explained_variance"] = 1.0 - jnp.var(flat_targets - values.reshape(-1)) / (jnp.var(flat_targets) + 1e-8)
+        flat_targets = flat(targets)
+        metrics["ppo/explained_variance"] = 1.0 - jnp.var(flat_targets - flat(values)) / (jnp.var(flat_targets) + 1e-8)
         metrics["ppo/learning_rate"] = lr
         metrics["ppo/action_std"] = jnp.mean(jnp.exp(params["log_std"]))
         new_state = state.replace(params=params, opt_state=opt_state, obs_stats=stats,

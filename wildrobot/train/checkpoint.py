@@ -146,7 +146,8 @@ class Checkpointer:
             if meta.get("state_signature") != state_signature(target):
                 raise StateShapeError(_signature_mismatch(meta, s) + config_diff)
             try:
-                restored = mngr.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(_without_empty(target))))
+                restored = mngr.restore(s, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(_without_empty(_placed(target)))))
             except Exception as e:  # noqa: BLE001
                 failures.append(f"step {s}: state unreadable ({type(e).__name__}: {str(e)[:200]})")
                 continue
@@ -167,6 +168,15 @@ class Checkpointer:
         for mngr in (self.latest, self.best):
             mngr.wait_until_finished()
             mngr.close()
+
+
+def _placed(target: Any) -> Any:
+    """The restore target with a place for every leaf: its own sharding (a run split over devices),
+    else this process's default device. Without one, Orbax would put each array where it was saved,
+    which fails where those devices do not exist (a run trained on two devices, evaluated on one)."""
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(lambda x: x if getattr(x, "sharding", None) is not None
+                        else jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), target)
 
 
 def _without_empty(tree: Any) -> Any:

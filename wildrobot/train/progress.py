@@ -29,6 +29,9 @@ def budget_line(cfg: Config, algo: Algorithm, start: int, physics: str, run_dir:
     device = jax.devices()[0]
     where = (f"the CPU ({os.cpu_count()} cores)" if device.platform == "cpu"
              else f"{jax.device_count()} x {device.device_kind}")
+    devices = jax.device_count() if t.devices == "all" else int(t.devices)
+    if devices > 1:
+        where += f", the envs split over {devices} devices ({t.num_envs // devices} each)"
     line = (f"Training {cfg.algo.name} on {cfg.env.name}: {what}, from iteration {start}; "
             f"chunks of {t.log_every} iterations{' (the first: 1)' if start == 0 and t.log_every > 1 else ''}; "
             f"on {where}{f', {PHYSICS_NAMES.get(physics, physics)} physics' if physics else ''}; output in {run_dir}")
@@ -58,8 +61,9 @@ class Progress:
     """A progress bar over the run's env steps (or iterations) with a line per chunk above it; the
     expected time to finish once a chunk past the first (one iteration, or compiling) is timed."""
 
-    def __init__(self, cfg: Config, algo: Algorithm, start: int, enabled: bool):
-        self.cfg, self.algo = cfg, algo
+    def __init__(self, cfg: Config, algo: Algorithm, start: int, enabled: bool, lines: bool = True):
+        """``enabled``: the bar; ``lines``: the per-chunk lines (one process of several prints them)."""
+        self.cfg, self.algo, self.lines = cfg, algo, lines
         steps_per_it = algo.env_steps_per_iteration
         total = (cfg.trainer.iterations - start) * (steps_per_it or 1)
         self._bar = tqdm(total=total, unit=" steps" if steps_per_it else " it", unit_scale=True, dynamic_ncols=True,
@@ -71,6 +75,8 @@ class Progress:
         t = self.cfg.trainer
         self._chunks += 1
         self._bar.update(iterations * (self.algo.env_steps_per_iteration or 1))
+        if not self.lines:
+            return
         self._bar.write(summary_line(it, t.iterations, self.algo, metrics))
         if self._chunks == 2 and it < t.iterations:
             left = (t.iterations - it) / iterations * seconds

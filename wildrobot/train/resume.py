@@ -21,15 +21,28 @@ from wildrobot.train.checkpoint import Checkpointer, CheckpointError, saved_step
 
 log = logging.getLogger(__name__)
 
-# Config keys whose change on resume is expected (budget, cadence, where to resume from).
+# Config keys whose change on resume is expected (budget, cadence, where to resume from, and on how
+# many devices: a checkpoint restores onto any placement, and PPO's minibatches are then shuffled
+# within the new count's groups of envs).
 RESUME_FREE_KEYS = ("trainer.iterations", "trainer.log_every", "trainer.checkpoint_every", "trainer.eval_every",
-                    "trainer.keep_checkpoints", "trainer.resume", "trainer.progress", "trainer.mode")
+                    "trainer.keep_checkpoints", "trainer.resume", "trainer.progress", "trainer.mode",
+                    "trainer.devices")
 
 
 class RunLocation(NamedTuple):
     run_dir: Path
     step: Optional[int]  # None: the newest
     which: str  # "latest" | "best"
+    own: bool = False  # the run directory this process was started in (no trainer.resume)
+
+
+def own_checkpoints(run_dir: Path) -> Optional[RunLocation]:
+    """A run started in a directory that already holds its checkpoints continues them: a SLURM job
+    requeued after preemption (submitit resubmits the same config into the same directory), or a
+    rerun with the same ``hydra.run.dir``. None for a new directory."""
+    if saved_steps(Path(run_dir) / "checkpoints").get("latest"):
+        return RunLocation(Path(run_dir).absolute(), None, "latest", own=True)
+    return None
 
 
 def resolve_resume(spec: str, search_root: Path, current_run_dir: Path,

@@ -4,9 +4,10 @@ trainers subclass ``Trainer`` and return an algorithm from ``make_algorithm``.
 ``Trainer.run`` is the loop: start (a new run, or resume one), then run chunks of iterations, and
 after each chunk: evaluate if due, log, save if due or asked to stop, and stop or go on. Its phases
 live next to it: ``resume`` (which checkpoint, may this config continue it), ``signals`` (Ctrl-C,
-SIGTERM), ``compiling`` (the first chunk compiled while ``init`` runs), ``chunks`` (the jitted
-chunk, its schedule and the worker thread that runs it), ``progress`` (what is printed),
-``checkpoint`` and ``logging`` (Orbax and TensorBoard).
+SIGTERM, a cluster's preemption), ``lock`` (one run per run directory), ``compiling`` (the first
+chunk compiled while ``init`` runs), ``chunks`` (the jitted chunk, its schedule and the worker
+thread that runs it), ``sharding`` (the carry over several devices), ``progress`` (what is
+printed), ``checkpoint`` and ``logging`` (Orbax and TensorBoard).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import jax
+import numpy as np
 
 from wildrobot.algos.base import Algorithm
 from wildrobot.config import Config
@@ -30,7 +32,9 @@ from wildrobot.train.chunks import CHUNK_LENGTH, ChunkRunner, FinishedChunk, chu
 from wildrobot.train.compiling import BackgroundCompile, ElapsedLine
 from wildrobot.train.logging import TensorBoardLogger
 from wildrobot.train.progress import Progress, budget_line, global_step
-from wildrobot.train.resume import resolve_resume, restore_for_resume
+from wildrobot.train.lock import RunDirBusy, RunDirLock, describe
+from wildrobot.train.resume import RunLocation, own_checkpoints, resolve_resume, restore_for_resume
+from wildrobot.train.sharding import device_count, placement
 from wildrobot.train.signals import StopRequest
 
 
@@ -76,10 +80,15 @@ class Trainer:
                 while chunks.pending:
                     done = chunks.wait()
                     carry, it = done.carry, done.end
+                    # Every process of a multi-process run stops at the same chunk boundary when
+                    # any of them got a stop signal (else one would wait forever in a collective).
+                    # A signal that lands after this point counts at the next boundary.
+                    stop.adopt(self.agreed_signal(stop.signum))
+                    stopping = stop.requested
                     # The next chunk is queued before this one is logged, so the device never idles
                     # while Python works; not when this chunk's state is still needed (evaluation,
                     # checkpoint, stop): the next chunk would take it over (donated buffers).
-                    keep = self.evaluation_due(it) or self.checkpoint_due(it) or stop.requested
+                    keep = self.evaluation_due(it) or self.checkpoint_due(it) or stopping
                     if not keep:
                         next_chunk(carry, it)
                     metrics = self.chunk_metrics(done, started)
@@ -87,22 +96,26 @@ class Trainer:
                         metrics.update(self.evaluate(carry, it))
                     self.log(it, done, metrics)
                     if keep:  # this chunk's state is the newest
-                        if self.checkpoint_due(it) or stop.requested:
+                        if self.checkpoint_due(it) or stopping:
                             self.ckpt.save(it, carry, self.meta)
-                        if not stop.requested:
+                        if not stopping:
                             next_chunk(carry, it)
                 if stop.requested:
-                    print(f"Stopped by {stop.name} at iteration {it}; checkpoint saved in "
-                          f"{self.out_dir / 'checkpoints' / 'latest' / str(it)}. Resume with trainer.resume={self.out_dir}")
+                    then = ("the job is requeued and resumes here" if stop.preempted
+                            else f"Resume with trainer.resume={self.out_dir}")
+                    self.say(f"Stopped by {stop.name} at iteration {it}; checkpoint saved in "
+                          f"{self.out_dir / 'checkpoints' / 'latest' / str(it)}. {then}")
         finally:
             chunks.close()  # a chunk still running (after an error) finishes first
             self.progress.close()
             self.tensorboard.close()
             self.ckpt.close()
+            self.lock.release()
         self.final_metrics = metrics
-        print(f"Checkpoints: {self.out_dir / 'checkpoints'}\n"
+        self.say(f"Checkpoints: {self.out_dir / 'checkpoints'}\n"
               f"TensorBoard: tensorboard --logdir {self.out_dir / 'tensorboard'}")
         self.on_finish(carry, metrics)
+        stop.hand_over()  # after a preemption signal: requeue (submitit's handler exits here)
         return stop.exit_code
 
     # -- the phases ---------------------------------------------------------------------------
@@ -111,13 +124,37 @@ class Trainer:
         ``trainer.resume`` names or initialise a new one, and compile the chunk program. The carry
         to start from, or None when Ctrl-C arrived while a new run compiled (nothing to save)."""
         cfg, t = self.cfg, self.cfg.trainer
-        location = resolve_resume(t.resume, self.search_root, self.run_dir) if t.resume else None
+        location = resolve_resume(t.resume, self.search_root, self.run_dir) if t.resume else own_checkpoints(self.run_dir)
         self.out_dir = location.run_dir if location else self.run_dir
+        self.lock = RunDirLock(self.out_dir)
+        busy = None
+        if self.is_main_process:  # before anything compiles: a second run here stops now
+            try:
+                self.lock.acquire()
+            except RunDirBusy as e:
+                busy = e
+            if self.lock.stale_holder:
+                print(f"Took over the run directory's lock from a run that is no longer running "
+                      f"({describe(self.lock.stale_holder)})")
+        if self.agreed_signal(1 if busy else 0):  # every process of the run stops, not only the first
+            raise busy or RunDirBusy(f"the run directory {self.out_dir} is in use by another run (process 0 "
+                                     f"of this run found it held; its message names the holder)")
+        try:
+            return self._start(location)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _start(self, location: Optional[RunLocation]) -> Optional[Any]:
+        cfg, t = self.cfg, self.cfg.trainer
         self.env = make_env(cfg.env)
+        devices = device_count(cfg, self.env.physics_backend)  # a ConfigError before anything compiles
         self.algo = self.make_algorithm(self.env)
         self.meta = self.run_metadata(self.algo, self.env.physics_backend)
         key = jax.random.key(cfg.seed)
         abstract = jax.eval_shape(self.algo.init, key)
+        self.placement = placement(self.algo, abstract, devices)  # the carry on one device or split over several
+        abstract = self.placement.abstract  # with the carry's shardings, when there are several
         self.ckpt = Checkpointer(self.out_dir / "checkpoints", t.keep_checkpoints)
         self.start_iteration = 0
         carry = None
@@ -125,13 +162,15 @@ class Trainer:
             if location:
                 carry, self.start_iteration = restore_for_resume(self.ckpt, location, abstract, cfg,
                                                                  self.env.physics_backend)
-                print(f"Resuming {location.run_dir} from iteration {self.start_iteration} "
-                      f"(checkpoints and TensorBoard continue there)")
-            print(budget_line(cfg, self.algo, self.start_iteration, self.env.physics_backend, self.run_dir))
+                carry = self.placement.place(carry)
+                own = "its own checkpoint: a requeued job, or a rerun in the same directory; " if location.own else ""
+                self.say(f"Resuming {location.run_dir} from iteration {self.start_iteration} "
+                      f"({own}checkpoints and TensorBoard continue there)")
+            self.say(budget_line(cfg, self.algo, self.start_iteration, self.env.physics_backend, self.run_dir))
             for note in getattr(self.algo, "notes", ()):
-                print(note)
-            print("Compiling the training program ...", flush=True)
-            chunk = jax.jit(make_chunk(self.algo, t.log_every, on_trace=self._traced), donate_argnums=0)
+                self.say(note)
+            self.say("Compiling the training program ...")
+            chunk = self.placement.jit_chunk(make_chunk(self.algo, t.log_every, on_trace=self._traced))
             if location:
                 self.chunk_fn = chunk  # compiled by its first call
             else:
@@ -141,11 +180,13 @@ class Trainer:
             raise
         if carry is None:
             self.ckpt.close()
+            self.lock.release()
             return None
         # Purge what an interrupted run logged after its checkpoint (steps > start), keep the rest.
         purge = global_step(self.algo, self.start_iteration) + 1 if location else None
         self.tensorboard = TensorBoardLogger(self.out_dir / "tensorboard", purge_step=purge)
-        self.progress = Progress(cfg, self.algo, self.start_iteration, enabled=self.is_main_process and t.progress)
+        self.progress = Progress(cfg, self.algo, self.start_iteration, enabled=self.is_main_process and t.progress,
+                                 lines=self.is_main_process)
         self.evaluate_fn = jax.jit(self.algo.evaluate)
         return carry
 
@@ -155,12 +196,12 @@ class Trainer:
         compiling = BackgroundCompile(chunk, abstract, CHUNK_LENGTH)
         try:
             with ElapsedLine("compiling", enabled=self.cfg.trainer.progress and self.is_main_process):
-                carry = jax.jit(self.algo.init)(key)
+                carry = self.placement.jit_init(self.algo.init)(key)
                 release_freed_memory()
                 compiled = compiling.result()
         except KeyboardInterrupt:
-            print("Stopped by SIGINT while compiling (nothing trained yet, nothing to save); "
-                  "exiting when the compiler returns ...", flush=True)
+            self.say("Stopped by SIGINT while compiling (nothing trained yet, nothing to save); "
+                     "exiting when the compiler returns ...")
             compiling.finish()
             return None, None
         release_freed_memory()
@@ -207,8 +248,26 @@ class Trainer:
 
     @property
     def is_main_process(self) -> bool:
-        """Whether this process prints (one process of a multi-host run does)."""
+        """Whether this process prints, writes TensorBoard and holds the run directory's lock (one
+        process of a multi-process run does; all of them save checkpoints, collectively)."""
         return jax.process_index() == 0
+
+    def say(self, text: str) -> None:
+        """A line on the console, from the main process only."""
+        if self.is_main_process:
+            print(text, flush=True)
+
+    @staticmethod
+    def agreed_signal(signum: Optional[int]) -> int:
+        """The largest of every process's ``signum`` (0: none): a collective when the run has several
+        processes, so all of them take the same decision at the same point; this process's own
+        otherwise."""
+        own = int(signum or 0)
+        if jax.process_count() == 1:
+            return own
+        from jax.experimental import multihost_utils
+
+        return int(np.max(multihost_utils.process_allgather(np.int32(own))))
 
     def run_metadata(self, algo: Algorithm, physics: str = "") -> dict:
         """What every checkpoint of this run records besides its state."""

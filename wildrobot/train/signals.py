@@ -1,9 +1,12 @@
-"""Stop signals: Ctrl-C and SIGTERM ask the run to stop at the next chunk boundary, where the runner
-saves a checkpoint and exits (130 / 143)."""
+"""Stop signals: Ctrl-C, SIGTERM and a cluster's preemption signal ask the run to stop at the next
+chunk boundary, where the runner saves a checkpoint and exits (130 / 143), or, after a preemption
+signal, hands over to whoever asks for the requeue (submitit's handler, else ``scontrol requeue``)."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import sys
 import time
 from typing import Any, Optional
@@ -11,8 +14,20 @@ from typing import Any, Optional
 from tqdm import tqdm
 
 
+def preemption_signal() -> signal.Signals:
+    """The signal a SLURM job is warned with before preemption or its time limit: submitit's
+    ``SUBMITIT_PREEMPT_SIGNAL`` (USR2 unless set), which ``--signal=USR2@<seconds>`` asks SLURM for."""
+    name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper()
+    return getattr(signal.Signals, name if name.startswith("SIG") else "SIG" + name, signal.SIGUSR2)
+
+
 class StopRequest:
-    """Ctrl-C / SIGTERM set a flag; the loop saves a checkpoint at the next chunk boundary and exits.
+    """Ctrl-C / SIGTERM / the preemption signal set a flag; the loop saves a checkpoint at the next
+    chunk boundary and exits. After the preemption signal (``preemption_signal``: SLURM's warning
+    before it preempts a job or its time limit ends), ``hand_over`` then gives the signal to the
+    handler that was there before (submitit's: it resubmits the job and exits), or, in a plain
+    SLURM job, requeues it with ``scontrol requeue``; the requeued job resumes its own run
+    directory. SIGTERM alone (``scancel``) saves and exits.
     A second Ctrl-C, a second or more after the first, interrupts at once. One sooner is taken for
     the same Ctrl-C delivered twice: without a terminal (a script, an IDE's stop button, a
     supervisor signalling the process group), ``uv run`` forwards the group's SIGINT to its child,
@@ -23,11 +38,19 @@ class StopRequest:
 
     SAME_SIGNAL_S = 1.0
 
-    def __init__(self, clock=time.monotonic):
+    # After SIGTERM alone in a SLURM job: how long to wait for SLURM to end the job (its KillWait
+    # or a preemption's GraceTime) before exiting by ourselves.
+    LINGER_S = 600.0
+
+    def __init__(self, clock=time.monotonic, requeue=None, linger=None):
         self.signum: Optional[int] = None
+        self.preempted = False  # the preemption signal arrived (also after another stop signal)
+        self._preempt = preemption_signal()
         self._clock = clock
         self._first = 0.0
         self._previous: dict[int, Any] = {}
+        self._requeue = requeue or scontrol_requeue
+        self._linger = linger or (lambda: time.sleep(self.LINGER_S))
 
     @property
     def requested(self) -> bool:
@@ -43,7 +66,7 @@ class StopRequest:
         return 128 + self.signum if self.signum is not None else 0
 
     def __enter__(self) -> "StopRequest":
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, self._preempt):
             try:
                 self._previous[sig] = signal.signal(sig, self.handle)
             except ValueError:  # not the main thread: leave signals alone
@@ -51,15 +74,54 @@ class StopRequest:
         return self
 
     def handle(self, signum: int, frame: Any = None) -> None:
+        if signum == self._preempt:
+            self.preempted = True
         if self.signum is not None:
             if signum == signal.SIGINT and self._clock() - self._first >= self.SAME_SIGNAL_S:
                 raise KeyboardInterrupt
             return
         self.signum, self._first = signum, self._clock()
+        then = "and requeueing the job" if self.preempted else "(Ctrl-C again to abort without saving)"
         tqdm.write(f"\n{signal.Signals(signum).name} received: saving a checkpoint when the chunk now running ends "
-                   f"(Ctrl-C again to abort without saving)", file=sys.stderr)
+                   f"{then}", file=sys.stderr)
+
+    def adopt(self, signum: int) -> None:
+        """Stop for a signal another process of the run got (``Trainer.agreed_signal``)."""
+        if signum and self.signum is None:
+            self.signum, self._first = signum, self._clock()
+
+    def hand_over(self) -> None:
+        """After the checkpoint: when the preemption signal came, pass it to the handler that was
+        installed before ours (submitit's resubmits the job, then exits), or requeue a plain
+        SLURM job ourselves. After SIGTERM alone in a SLURM job (a cluster that preempts without
+        the user signal, or ``scancel``), wait for SLURM to end the job: a job that exits by itself
+        within a preemption's grace time counts as completed and is not requeued, while one that
+        SLURM kills is requeued (``--requeue``) or, cancelled, simply ends. Nothing otherwise."""
+        if not self.preempted:
+            if self.signum == signal.SIGTERM and os.environ.get("SLURM_JOB_ID"):
+                print(f"SIGTERM in SLURM job {os.environ['SLURM_JOB_ID']}: checkpoint saved; waiting for SLURM to "
+                      f"end the job (preempted: it is requeued and resumes here; cancelled: it ends)",
+                      file=sys.stderr, flush=True)
+                self._linger()
+            return
+        previous = self._previous.get(self._preempt)
+        if callable(previous):
+            previous(self._preempt, None)
+        elif os.environ.get("SLURM_JOB_ID"):
+            self._requeue(os.environ["SLURM_JOB_ID"])
 
     def __exit__(self, *exc) -> bool:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         return False
+
+
+def scontrol_requeue(job_id: str) -> None:
+    """Put a plain SLURM job (one submitted without submitit) back in the queue: SLURM restarts it
+    once it has exited, and it resumes its own run directory."""
+    done = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
+    if done.returncode:
+        print(f"scontrol requeue {job_id} failed ({done.stderr.strip()}); resume by hand with "
+              f"trainer.resume=<this run directory>", file=sys.stderr)
+    else:
+        print(f"SLURM job {job_id} requeued: it resumes from this checkpoint when it restarts", file=sys.stderr)

@@ -1,0 +1,147 @@
+"""A run directory belongs to one run: a second process stops before compiling and names the
+holder; a lock left by a dead run is taken over. A run started in a directory that holds its own
+checkpoints continues them (a requeued SLURM job). The preemption signal saves at the chunk
+boundary, then hands over to the handler that was installed before (submitit's) or requeues a plain
+SLURM job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import RESUME_CADENCE, ROOT, TINY_PPO, assert_trees_equal, make_trainer, restore_latest
+from wildrobot.train.checkpoint import saved_steps
+from wildrobot.train.lock import LOCK_NAME, RunDirBusy, RunDirLock
+from wildrobot.train.signals import StopRequest
+
+
+def test_a_second_lock_on_a_run_directory_names_the_holder_and_a_released_one_is_free(tmp_path):
+    with RunDirLock(tmp_path / "run"):
+        with pytest.raises(RunDirBusy) as busy:
+            RunDirLock(tmp_path / "run").acquire()
+        message = str(busy.value)
+        assert f"host {socket.gethostname()}, pid {os.getpid()}" in message
+        assert "hydra.run.dir" in message  # how to fix it
+    with RunDirLock(tmp_path / "run") as again:  # released on exit
+        assert again.stale_holder is None  # a cleanly released lock leaves no holder behind
+
+
+def test_a_lock_left_by_a_dead_run_is_taken_over_and_reported(tmp_path):
+    # What a killed run leaves: its name in the file, no flock (the kernel dropped it with the process).
+    dead = {"host": "node7", "pid": 4_000_000, "started": "2026-12-01 10:00:00"}
+    (tmp_path / LOCK_NAME).write_text(json.dumps(dead))
+    lock = RunDirLock(tmp_path).acquire()
+    try:
+        assert lock.stale_holder == dead
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    finally:
+        lock.release()
+
+
+def test_a_second_run_in_a_busy_directory_stops_before_compiling(tmp_path):
+    """The CLI in a subprocess, into a directory this test holds: exit 2 with the holder's pid."""
+    run_dir = tmp_path / "busy"
+    with RunDirLock(run_dir):
+        proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "algo=jax_smoke", f"hydra.run.dir={run_dir}"],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"in use by another run (host {socket.gethostname()}, pid {os.getpid()}" in proc.stderr
+    assert "Compiling" not in proc.stdout
+    assert not (run_dir / "checkpoints").exists()
+
+
+def test_a_run_started_in_a_directory_with_its_checkpoints_continues_them(tmp_path):
+    """As a requeued job does: the same config into the same directory, no trainer.resume."""
+    full = make_trainer(TINY_PPO + RESUME_CADENCE + ["trainer.iterations=4"], tmp_path / "full")
+    assert full.run() == 0
+    assert make_trainer(TINY_PPO + RESUME_CADENCE + ["trainer.iterations=2"], tmp_path / "job").run() == 0
+    again = make_trainer(TINY_PPO + RESUME_CADENCE + ["trainer.iterations=4"], tmp_path / "job")
+    assert again.run() == 0
+    assert again.start_iteration == 2
+    a, _, _ = restore_latest(tmp_path / "full", full)
+    b, _, step = restore_latest(tmp_path / "job", full)
+    assert step == 4
+    assert_trees_equal(a, b)
+
+
+@pytest.fixture
+def fake_submitit_handler():
+    """A handler in submitit's place for the preemption signal; restores what was there."""
+    calls = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))
+    yield calls
+    signal.signal(signal.SIGUSR2, previous)
+
+
+def test_the_preemption_signal_is_handed_over_only_after_the_stop(fake_submitit_handler):
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGUSR2)  # Python runs the handler in the main thread, here
+        assert stop.requested and stop.preempted
+        assert fake_submitit_handler == []  # ours took it: nothing requeues before the checkpoint
+    stop.hand_over()
+    assert fake_submitit_handler == [signal.SIGUSR2]
+
+
+@pytest.mark.parametrize("in_slurm", [False, True])
+def test_sigterm_alone_saves_without_requeue_and_waits_for_slurm_in_a_job(fake_submitit_handler, monkeypatch,
+                                                                         in_slurm):
+    """Outside SLURM it exits (143). In a SLURM job it waits to be ended: SLURM requeues a preempted
+    job it kills, not one that exited by itself within the grace time."""
+    if in_slurm:
+        monkeypatch.setenv("SLURM_JOB_ID", "42")
+    else:
+        monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    requeued, lingered = [], []
+    with StopRequest(requeue=requeued.append, linger=lambda: lingered.append(1)) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+    stop.hand_over()
+    assert stop.exit_code == 128 + signal.SIGTERM and not stop.preempted
+    assert fake_submitit_handler == [] and requeued == []
+    assert lingered == ([1] if in_slurm else [])
+
+
+def test_a_plain_slurm_job_is_requeued_by_job_id(monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    previous = signal.signal(signal.SIGUSR2, signal.SIG_DFL)  # no submitit in this job
+    try:
+        requeued = []
+        with StopRequest(requeue=requeued.append) as stop:
+            os.kill(os.getpid(), signal.SIGUSR2)
+        stop.hand_over()
+        assert requeued == ["42"]
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
+def test_a_preempted_run_saves_its_chunk_then_hands_over(tmp_path, fake_submitit_handler):
+    """The signal lands while the loop logs the first chunk: the run stops at the next boundary with
+    a checkpoint on disk before the previous handler is called."""
+    from wildrobot.train.trainers import PPOTrainer
+
+    seen_at_handover = []
+
+    class Preempted(PPOTrainer):
+        def log(self, it, done, metrics):
+            super().log(it, done, metrics)
+            if it == 1:
+                os.kill(os.getpid(), signal.SIGUSR2)
+
+    def record(signum, frame):
+        seen_at_handover.append(saved_steps(tmp_path / "run" / "checkpoints").get("latest"))
+
+    signal.signal(signal.SIGUSR2, record)
+    from conftest import typed_config
+
+    cfg = typed_config(TINY_PPO + RESUME_CADENCE + ["trainer.iterations=4"])
+    trainer = Preempted(cfg, tmp_path / "run", search_root=tmp_path)
+    code = trainer.run()
+    assert code == 128 + signal.SIGUSR2
+    assert len(seen_at_handover) == 1 and seen_at_handover[0]  # handed over once, checkpoint already written
+    assert max(seen_at_handover[0]) < 4  # stopped early, at a chunk boundary
+    assert not (tmp_path / "run" / LOCK_NAME).read_text()  # the lock was released

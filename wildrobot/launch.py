@@ -1,0 +1,76 @@
+"""Start one run as several processes on this machine, as ``srun`` does on a cluster:
+
+    uv run python -m wildrobot.launch --processes 2 run.py trainer.devices=all env.sim.backend=mjx
+
+Each process is ``python <command>`` with ``WILDROBOT_COORDINATOR``, ``WILDROBOT_NUM_PROCESSES``
+and ``WILDROBOT_PROCESS_ID`` set; ``jax_setup.start_distributed`` reads them and joins the
+processes into one JAX run (CPU collectives over loopback with gloo), so ``trainer.devices=all``
+shards the env batch over every process's devices. All processes write one run directory: when
+the command names none (``hydra.run.dir=...``), the launcher picks it once for all. A signal sent
+to the launcher (SIGINT, SIGTERM, USR2) goes to every process; the exit code is the first
+non-zero one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Optional
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def parse(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m wildrobot.launch", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--processes", "-n", type=int, default=2, help="how many processes (default 2)")
+    parser.add_argument("--port", type=int, default=0, help="the coordinator's port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="run.py and its overrides")
+    args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error(f"--processes {args.processes}: give at least 1")
+    if not args.command:
+        parser.error("no command: e.g. python -m wildrobot.launch -n 2 run.py trainer.devices=all env.sim.backend=mjx")
+    return args
+
+
+def with_run_dir(command: list[str]) -> list[str]:
+    """The command with one ``hydra.run.dir`` for every process (Hydra's default is the start time,
+    which two processes may read a second apart)."""
+    if any(arg.startswith("hydra.run.dir=") for arg in command) or "-m" in command or "--multirun" in command:
+        return command
+    return [*command, "hydra.run.dir=outputs/" + time.strftime("%Y-%m-%d/%H-%M-%S")]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse(argv)
+    command = with_run_dir(args.command)
+    coordinator = f"127.0.0.1:{args.port or free_port()}"
+    procs = []
+    for i in range(args.processes):
+        env = dict(os.environ, WILDROBOT_COORDINATOR=coordinator, WILDROBOT_NUM_PROCESSES=str(args.processes),
+                   WILDROBOT_PROCESS_ID=str(i))
+        procs.append(subprocess.Popen([sys.executable, *command], env=env))
+
+    def forward(signum, frame):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(sig, forward)
+    codes = [p.wait() for p in procs]
+    return next((c for c in codes if c), 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
