@@ -1,5 +1,7 @@
 """Entry point: ``uv run run.py [overrides]`` (see README.md)."""
 
+from typing import Optional
+
 import hydra
 from omegaconf import DictConfig
 
@@ -10,8 +12,8 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    wildrobot_main(cfg)
+def main(cfg: DictConfig) -> Optional[float]:
+    return wildrobot_main(cfg)  # the run's best evaluation: what hydra/sweeper=optuna maximises
 
 
 if __name__ == "__main__":

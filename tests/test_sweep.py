@@ -166,3 +166,20 @@ def test_a_real_sweep_reported_by_the_cli(tmp_path):
     assert {j["overrides"]["algo.learning_rate"] for j in data["jobs"]} == {"0.001", "0.0003"}
     assert all(j["iterations"] == 2 and j["metrics"]["perf/steps_per_second"] > 0 for j in data["jobs"])
     assert (sweep / "sweep.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_an_optuna_search_maximises_each_runs_best_evaluation(tmp_path):
+    """`hydra/sweeper=optuna`: each trial's value is the run's best evaluation (what `run.py` returns),
+    so Optuna's best value is the highest `eval/best` of the sweep's jobs."""
+    import yaml
+
+    sweep = tmp_path / "search"
+    res = run_cli(["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.direction=maximize",
+                   "hydra.sweeper.sampler.seed=0", "algo.learning_rate=tag(log, interval(1e-4, 3e-3))", *TINY_PPO,
+                   "trainer.iterations=2", "trainer.log_every=1", "trainer.eval_every=2", "trainer.checkpoint_every=2",
+                   "env.episode_length=10", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    report = build_report(sweep)
+    best = [job.value("eval/best") for job in report.jobs]
+    assert len(best) == 2 and result["best_value"] == pytest.approx(max(best), rel=1e-6)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -47,7 +48,8 @@ def load_config(overrides: list[str] | None = None) -> Config:
     return to_typed(compose_config(overrides))
 
 
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> Optional[float]:
+    """One run; returns its best evaluation (what ``hydra/sweeper=optuna`` maximises)."""
     try:
         config = to_typed(cfg)
     except ConfigError as e:
@@ -62,10 +64,12 @@ def main(cfg: DictConfig) -> None:
     configure_jax()
     start_distributed()  # a run of several processes (wildrobot.launch, srun) joins up here
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    trainer = trainer_class(config)(config, run_dir)
     try:
-        code = trainer_class(config)(config, run_dir).run()
+        code = trainer.run()
     except (ConfigError, CheckpointError, RunDirBusy) as e:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(2)
     if code:
         sys.exit(code)
+    return trainer.objective()

@@ -252,6 +252,15 @@ class Trainer:
         process of a multi-process run does; all of them save checkpoints, collectively)."""
         return jax.process_index() == 0
 
+    def objective(self) -> Optional[float]:
+        """What a hyperparameter search maximises: the best evaluation of the run (the algorithm's
+        ``best_metric``, as kept by the best checkpoint); None when nothing was evaluated."""
+        best = getattr(getattr(self, "ckpt", None), "best_value", -math.inf)
+        if math.isfinite(best):
+            return float(best)
+        value = self.final_metrics.get(getattr(getattr(self, "algo", None), "best_metric", ""), math.nan)
+        return float(value) if math.isfinite(value) else None
+
     def say(self, text: str) -> None:
         """A line on the console, from the main process only."""
         if self.is_main_process:
