@@ -224,3 +224,30 @@ def test_the_shared_evaluation_rollout_matches_a_plain_python_loop():
     assert float(totals["fall"][2]) == 1.0 and float(totals["length"][2]) < 30
     assert float(totals["fall"][0]) == 0.0 and float(totals["length"][0]) == 30
     assert np.asarray(totals["at_limit"]).max() > 0
+
+
+def test_a_robustness_evaluation_has_the_training_disturbances_with_draws_fixed_by_the_seed(wildrobot_run, tmp_path,
+                                                                                          capsys):
+    """--randomize: randomisation, pushes, noise and action delay as the run trained; the same seed
+    gives the same episodes, and they differ from the clean evaluation's."""
+    import json
+
+    from wildrobot.runs import evaluation_env, load_run
+
+    loaded = load_run(wildrobot_run)
+    disturbed, clean = evaluation_env(loaded, disturbed=True).cfg, evaluation_env(loaded).cfg
+    for group in ("randomization", "push", "noise"):
+        assert getattr(disturbed, group).enabled and not getattr(clean, group).enabled
+    assert disturbed.randomization.action_delay.enabled
+
+    def overall(*flags):
+        out = tmp_path / f"{len(list(tmp_path.iterdir()))}.json"
+        code = main([str(wildrobot_run), "--steps", "40", "--commands", "0.2,0,0;0,0,0.5", "--episodes", "2",
+                     "--video", "none", "--json", str(out), *flags])
+        assert code == 0, capsys.readouterr().out
+        return json.loads(out.read_text())["overall"]
+
+    first, again, clean_run = overall("--randomize"), overall("--randomize"), overall()
+    assert "as in training" in capsys.readouterr().out
+    assert first == again
+    assert first["return"] != clean_run["return"]

@@ -109,59 +109,77 @@ def evaluate_policy(loaded: Any, commands: Optional[np.ndarray] = None, episodes
     fall or a blow-up); there is no auto-reset. ``record``: also keep the physics state (qpos, qvel)
     of each command's first episode for a video.
     """
-    import jax
-    import jax.numpy as jnp
-
-    from wildrobot.algos.evaluation import run_episodes
     from wildrobot.runs import evaluation_env, policy_of
 
     env = env if env is not None else evaluation_env(loaded)
-    name = loaded.cfg.env.name
-    labels = tuple(env.command_labels)
-    commands = default_commands(env, name) if commands is None else np.asarray(commands, np.float32)
-    if commands.ndim != 2 or commands.shape[1] != len(labels):
-        raise UsageError(f"commands must have {len(labels)} components each ({', '.join(labels)}) for env "
-                         f"'{name}'; got shape {commands.shape}")
-    if episodes < 1:
-        raise UsageError(f"episodes must be >= 1; got {episodes}")
-    steps = int(steps or env.episode_length)
-    key = jax.random.key(0) if key is None else key
-    n_cmd = commands.shape[0]
-    batch_commands = jnp.asarray(np.repeat(commands, episodes, axis=0))  # command-major
-    record = record and hasattr(jax.eval_shape(env.reset, jax.random.key(0)).data, "qpos")
-    recorded = np.arange(n_cmd) * episodes  # each command's first episode
-    policy = policy_of(loaded)
+    grid = GridEvaluation(env, policy_of(loaded), loaded.cfg.env.name, commands, episodes, steps, record)
+    return grid(loaded.state.params, loaded.state.obs_stats, key, step=loaded.step)
 
-    def rollout(params, obs_stats, keys, cmds):
-        snapshot = (lambda s: (s.data.qpos[recorded], s.data.qvel[recorded])) if record else None
-        return run_episodes(env, lambda obs: policy(params, obs_stats, obs), keys, steps, cmds,
-                            summed=SUMMED_PREFIXES + AVERAGED_PREFIXES, record=snapshot)
 
-    keys = jax.random.split(key, n_cmd * episodes)
-    totals, replay = jax.jit(rollout)(loaded.state.params, loaded.state.obs_stats, keys, batch_commands)
-    totals = jax.device_get(totals)
-    at_limit = np.asarray(totals.pop("at_limit"), np.float64).reshape(n_cmd, episodes, -1)
-    totals = {k: np.asarray(v, np.float64).reshape(n_cmd, episodes) for k, v in totals.items()}
-    length = np.maximum(totals["length"], 1.0)
-    per_episode = {"return": totals["return"], "length": totals["length"], "fall": totals["fall"]}
-    for k in sorted(totals):
-        if k.startswith(AVERAGED_PREFIXES):
-            per_episode[k] = totals[k] / length
-    for k in sorted(totals):
-        if k.startswith(SUMMED_PREFIXES):
-            per_episode[k] = totals[k]
-    for j, joint in enumerate(env.action_names):
-        per_episode[AT_LIMIT_PREFIX + joint] = at_limit[..., j] / length
-    recording = None
-    if record:
-        first, ((qpos, qvel), alive) = jax.device_get(replay)
-        recording = {
-            "qpos": np.concatenate([first[0][None], qpos]),  # (steps + 1, C, nq)
-            "qvel": np.concatenate([first[1][None], qvel]),
-            "alive": np.concatenate([np.ones((1, n_cmd)), alive[:, recorded]]),  # alive before the step
-        }
-    return EvalResults(env_name=name, step=int(loaded.step), commands=commands, labels=labels, episodes=episodes,
-                       steps=steps, dt=float(env.dt), per_episode=per_episode, recording=recording)
+class GridEvaluation:
+    """``episodes`` deterministic episodes per command of ``policy`` on ``env``, compiled once and
+    run for any parameters (``evaluate_policy`` for a saved run; a benchmark during training)."""
+
+    def __init__(self, env: Any, policy: Any, env_name: str, commands: Optional[np.ndarray] = None,
+                 episodes: int = 1, steps: Optional[int] = None, record: bool = False):
+        import jax
+
+        from wildrobot.algos.evaluation import run_episodes
+
+        self.env, self.env_name = env, env_name
+        self.labels = tuple(env.command_labels)
+        self.commands = default_commands(env, env_name) if commands is None else np.asarray(commands, np.float32)
+        if self.commands.ndim != 2 or self.commands.shape[1] != len(self.labels):
+            raise UsageError(f"commands must have {len(self.labels)} components each ({', '.join(self.labels)}) for "
+                             f"env '{env_name}'; got shape {self.commands.shape}")
+        if episodes < 1:
+            raise UsageError(f"episodes must be >= 1; got {episodes}")
+        self.episodes = episodes
+        self.steps = int(steps or env.episode_length)
+        self.record = record and hasattr(jax.eval_shape(env.reset, jax.random.key(0)).data, "qpos")
+        self.recorded = np.arange(self.commands.shape[0]) * episodes  # each command's first episode
+        recorded, steps_ = self.recorded, self.steps
+
+        def rollout(params, obs_stats, keys, cmds):
+            snapshot = (lambda s: (s.data.qpos[recorded], s.data.qvel[recorded])) if self.record else None
+            return run_episodes(env, lambda obs: policy(params, obs_stats, obs), keys, steps_, cmds,
+                                summed=SUMMED_PREFIXES + AVERAGED_PREFIXES, record=snapshot)
+
+        self._rollout = jax.jit(rollout)
+
+    def __call__(self, params: Any, obs_stats: Any, key: Any = None, step: int = 0) -> EvalResults:
+        import jax
+        import jax.numpy as jnp
+
+        n_cmd, episodes, env = self.commands.shape[0], self.episodes, self.env
+        key = jax.random.key(0) if key is None else key
+        batch_commands = jnp.asarray(np.repeat(self.commands, episodes, axis=0))  # command-major
+        keys = jax.random.split(key, n_cmd * episodes)
+        totals, replay = self._rollout(params, obs_stats, keys, batch_commands)
+        totals = jax.device_get(totals)
+        at_limit = np.asarray(totals.pop("at_limit"), np.float64).reshape(n_cmd, episodes, -1)
+        totals = {k: np.asarray(v, np.float64).reshape(n_cmd, episodes) for k, v in totals.items()}
+        length = np.maximum(totals["length"], 1.0)
+        per_episode = {"return": totals["return"], "length": totals["length"], "fall": totals["fall"]}
+        for k in sorted(totals):
+            if k.startswith(AVERAGED_PREFIXES):
+                per_episode[k] = totals[k] / length
+        for k in sorted(totals):
+            if k.startswith(SUMMED_PREFIXES):
+                per_episode[k] = totals[k]
+        for j, joint in enumerate(env.action_names):
+            per_episode[AT_LIMIT_PREFIX + joint] = at_limit[..., j] / length
+        recording = None
+        if self.record:
+            first, ((qpos, qvel), alive) = jax.device_get(replay)
+            recording = {
+                "qpos": np.concatenate([first[0][None], qpos]),  # (steps + 1, C, nq)
+                "qvel": np.concatenate([first[1][None], qvel]),
+                "alive": np.concatenate([np.ones((1, n_cmd)), alive[:, self.recorded]]),  # alive before the step
+            }
+        return EvalResults(env_name=self.env_name, step=int(step), commands=self.commands, labels=self.labels,
+                           episodes=episodes, steps=self.steps, dt=float(env.dt), per_episode=per_episode,
+                           recording=recording)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -356,6 +374,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-seconds", type=float, default=3.0, help="seconds of each command's first episode in "
                                                                     "the video (default 3)")
     p.add_argument("--seed", type=int, default=0, help="reset randomness (default 0)")
+    p.add_argument("--randomize", action="store_true",
+                   help="a robustness evaluation: domain randomisation, pushes, sensor noise and action delay on, as "
+                        "the run trained (their draws fixed by --seed); default: all off")
     p.add_argument("--reference", default=None, help="a motion dataset (folder, manifest or clip) to compare the "
                                                       "policy's gait with, per command (docs/motions.md)")
     return p
@@ -397,8 +418,8 @@ def parse_commands(text: str) -> Optional[np.ndarray]:
     return arr
 
 
-def _default_output(loaded: Any, which: str, suffix: str) -> Path:
-    return loaded.run_dir / "eval" / f"{which}_{loaded.step}{suffix}"
+def _default_output(loaded: Any, which: str, suffix: str, randomized: bool = False) -> Path:
+    return loaded.run_dir / "eval" / f"{which}_{loaded.step}{'_randomized' if randomized else ''}{suffix}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -429,10 +450,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         loaded = load_run(args.run, args.step, args.which)
-        env = evaluation_env(loaded)
+        env = evaluation_env(loaded, disturbed=args.randomize)
         want_video = args.video.lower() != "none"
         has_model = getattr(env, "mj_model", None) is not None
-        print(f"Loaded {loaded.run_dir} step {loaded.step} (env {loaded.cfg.env.name}, algo {loaded.cfg.algo.name})")
+        print(f"Loaded {loaded.run_dir} step {loaded.step} (env {loaded.cfg.env.name}, algo {loaded.cfg.algo.name})"
+              + ("; randomisation, pushes, noise and delay as in training" if args.randomize else ""))
         t0 = time.perf_counter()
         if args.reference and not has_model:
             raise UsageError(f"--reference needs a robot env; this run trained env '{loaded.cfg.env.name}'")
@@ -450,7 +472,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(format_gait_table(gait))
 
     if args.json.lower() != "none":
-        path = Path(args.json) if args.json != "auto" else _default_output(loaded, args.which, ".json")
+        path = Path(args.json) if args.json != "auto" else _default_output(loaded, args.which, ".json", args.randomize)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({**res.to_dict(), **({"gait": gait} if gait is not None else {})}, indent=2))
         print(f"Results: {path}")
@@ -462,7 +484,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         from wildrobot.render import NoRenderer
 
-        target = Path(args.video) if args.video != "auto" else _default_output(loaded, args.which, ".mp4")
+        target = Path(args.video) if args.video != "auto" else _default_output(loaded, args.which, ".mp4", args.randomize)
         try:
             t0 = time.perf_counter()
             written = render_video(res, env.mj_model, target, seconds=args.video_seconds)

@@ -119,10 +119,11 @@ def policy_of(loaded: LoadedRun):
     return loaded.algorithm.deterministic_action
 
 
-def evaluation_env(loaded: LoadedRun, backend: Optional[str] = None) -> Env:
-    """The run's env rebuilt with randomisation, pushes and sensor noise off; ``backend`` replaces
-    its physics backend (``env.sim.backend``) when given."""
-    cfg = evaluation_config(loaded.cfg.env)
+def evaluation_env(loaded: LoadedRun, backend: Optional[str] = None, disturbed: bool = False) -> Env:
+    """The run's env rebuilt with randomisation, pushes and sensor noise off (``disturbed``: left as
+    the run trained with them, for a robustness evaluation); ``backend`` replaces its physics backend
+    (``env.sim.backend``) when given."""
+    cfg = loaded.cfg.env if disturbed else evaluation_config(loaded.cfg.env)
     if backend is not None:
         cfg = dataclasses.replace(cfg, sim=dataclasses.replace(cfg.sim, backend=backend))
     return make_env(cfg)
