@@ -1,7 +1,5 @@
 """Entry point: ``uv run run.py [overrides]`` (see README.md)."""
 
-from typing import Optional
-
 import hydra
 from omegaconf import DictConfig
 
@@ -12,7 +10,7 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> Optional[float]:
+def main(cfg: DictConfig) -> float:
     return wildrobot_main(cfg)  # the run's best evaluation: what hydra/sweeper=optuna maximises
 
 

@@ -19,7 +19,8 @@ OVERRIDES = TINY_PPO + RESUME_CADENCE + ["trainer.devices=all"]
 
 
 def launch(args: list[str], cwd, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device per process
+    # one CPU device per process; not a SLURM job step (if the suite itself runs inside one)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS" and not k.startswith("SLURM_")}
     return subprocess.run([sys.executable, "-m", "wildrobot.launch", "--processes", "2", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -95,3 +96,16 @@ def test_what_two_processes_cannot_run_stops_both_before_compiling(tmp_path, ove
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-3000:]
     assert done.stderr.count(message) == 2  # each process says why it stops
     assert "Compiling" not in done.stdout
+
+
+def test_the_launcher_ends_the_other_processes_when_one_fails():
+    """A process that died would leave the others waiting in a collective: the launcher ends them and
+    returns the failure's code; a process killed by a signal counts as 128 + its number."""
+    from wildrobot.launch import wait_all
+
+    failing = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    waiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    assert wait_all([waiting, failing], poll_s=0.05) == 3
+    assert waiting.returncode == -15  # terminated by the launcher, not after its 600 s
+    killed = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    assert wait_all([killed], poll_s=0.05) == 128 + 9

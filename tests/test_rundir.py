@@ -70,6 +70,19 @@ def test_a_run_started_in_a_directory_with_its_checkpoints_continues_them(tmp_pa
     assert_trees_equal(a, b)
 
 
+def test_a_directory_with_another_configs_checkpoints_is_not_continued_silently(tmp_path):
+    """The same hydra.run.dir with another seed: a clear error naming the key, nothing overwritten."""
+    from wildrobot.errors import ConfigError
+
+    assert make_trainer(TINY_PPO + RESUME_CADENCE + ["trainer.iterations=2"], tmp_path / "job").run() == 0
+    other = make_trainer(TINY_PPO + RESUME_CADENCE + ["trainer.iterations=2", "seed=1"], tmp_path / "job")
+    with pytest.raises(ConfigError, match=r"another config(.|\n)*seed: checkpoint 0 vs now 1(.|\n)*hydra.run.dir"):
+        other.run()
+    assert saved_steps(tmp_path / "job" / "checkpoints")["latest"] == [2]
+    with RunDirLock(tmp_path / "job"):  # and the refused run let go of the directory
+        pass
+
+
 @pytest.fixture
 def fake_submitit_handler():
     """A handler in submitit's place for the preemption signal; restores what was there."""
@@ -88,33 +101,49 @@ def test_the_preemption_signal_is_handed_over_only_after_the_stop(fake_submitit_
     assert fake_submitit_handler == [signal.SIGUSR2]
 
 
-@pytest.mark.parametrize("in_slurm", [False, True])
-def test_sigterm_alone_saves_without_requeue_and_waits_for_slurm_in_a_job(fake_submitit_handler, monkeypatch,
-                                                                         in_slurm):
-    """Outside SLURM it exits (143). In a SLURM job it waits to be ended: SLURM requeues a preempted
-    job it kills, not one that exited by itself within the grace time."""
-    if in_slurm:
-        monkeypatch.setenv("SLURM_JOB_ID", "42")
-    else:
-        monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+@pytest.mark.parametrize("slurm, waits", [({}, False), ({"SLURM_JOB_ID": "42"}, False),
+                                          ({"SLURM_JOB_ID": "42", "SLURM_STEP_ID": "0"}, True)])
+def test_sigterm_alone_saves_without_requeue_and_waits_for_slurm_in_a_job_step(fake_submitit_handler, monkeypatch,
+                                                                              slurm, waits):
+    """Outside a SLURM job step it exits (143). In one (srun, submitit) it waits to be ended: SLURM
+    requeues a preempted job it kills, not one that exited by itself within the grace time."""
+    for name in ("SLURM_JOB_ID", "SLURM_STEP_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in slurm.items():
+        monkeypatch.setenv(name, value)
     requeued, lingered = [], []
     with StopRequest(requeue=requeued.append, linger=lambda: lingered.append(1)) as stop:
         os.kill(os.getpid(), signal.SIGTERM)
     stop.hand_over()
     assert stop.exit_code == 128 + signal.SIGTERM and not stop.preempted
     assert fake_submitit_handler == [] and requeued == []
-    assert lingered == ([1] if in_slurm else [])
+    assert lingered == ([1] if waits else [])
 
 
-def test_a_plain_slurm_job_is_requeued_by_job_id(monkeypatch):
+@pytest.mark.parametrize("task, requeues", [("0", True), ("1", False)])
+def test_a_plain_slurm_job_is_requeued_by_job_id_from_its_first_task(monkeypatch, task, requeues):
     monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_PROCID", task)
     previous = signal.signal(signal.SIGUSR2, signal.SIG_DFL)  # no submitit in this job
     try:
         requeued = []
         with StopRequest(requeue=requeued.append) as stop:
             os.kill(os.getpid(), signal.SIGUSR2)
+        assert stop.requeues == requeues
         stop.hand_over()
-        assert requeued == ["42"]
+        assert requeued == (["42"] if requeues else [])
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
+def test_usr2_outside_slurm_stops_without_promising_a_requeue(monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    previous = signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+    try:
+        with StopRequest(requeue=lambda job: pytest.fail("requeued outside SLURM")) as stop:
+            os.kill(os.getpid(), signal.SIGUSR2)
+        assert stop.requested and not stop.requeues
+        stop.hand_over()
     finally:
         signal.signal(signal.SIGUSR2, previous)
 

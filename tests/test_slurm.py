@@ -125,7 +125,7 @@ def test_a_preempted_sweep_job_saves_is_requeued_and_resumes_its_run_exactly(slu
 def test_a_job_preempted_with_sigterm_only_saves_and_is_requeued_by_slurm(tmp_path):
     """A cluster without `preempt_send_user_signal` sends SIGTERM alone, which submitit ignores: the
     run saves, then waits for SLURM to end the job, which SLURM then requeues (`--requeue`)."""
-    cluster = slurm_cluster(grace_time_s=10, preempt_send_user_signal=False)
+    cluster = slurm_cluster(grace_time_s=30, preempt_send_user_signal=False)
     slurm = next(cluster)
     try:
         log = preempt_and_check(slurm, tmp_path, "SIGTERM")

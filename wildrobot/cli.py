@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -48,8 +47,8 @@ def load_config(overrides: list[str] | None = None) -> Config:
     return to_typed(compose_config(overrides))
 
 
-def main(cfg: DictConfig) -> Optional[float]:
-    """One run; returns its best evaluation (what ``hydra/sweeper=optuna`` maximises)."""
+def main(cfg: DictConfig) -> float:
+    """One run; returns its best evaluation (what ``hydra/sweeper=optuna`` maximises; NaN without one)."""
     try:
         config = to_typed(cfg)
     except ConfigError as e:

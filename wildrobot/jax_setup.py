@@ -53,13 +53,15 @@ def start_distributed() -> int:
 
     Two ways in: ``python -m wildrobot.launch`` sets ``WILDROBOT_COORDINATOR``,
     ``WILDROBOT_NUM_PROCESSES`` and ``WILDROBOT_PROCESS_ID``; a SLURM step with several tasks
-    (``srun``, or hydra-submitit with ``tasks_per_node`` > 1) has ``SLURM_NTASKS`` > 1, which
-    ``jax.distributed.initialize()`` reads by itself. CPU collectives go over gloo (loopback on one
+    (``srun``, or hydra-submitit with ``tasks_per_node`` > 1) has ``SLURM_STEP_NUM_TASKS`` > 1, and
+    ``jax.distributed.initialize()`` reads SLURM's variables by itself. CPU collectives go over gloo (loopback on one
     machine, the network between hosts). One process: nothing to do."""
     processes = int(os.environ.get("WILDROBOT_NUM_PROCESSES", "1") or 1)
-    in_slurm_step = "SLURM_STEP_ID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
+    in_slurm_step = "SLURM_STEP_ID" in os.environ and int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1
     if processes <= 1 and not in_slurm_step:
         return 1
+    if jax.distributed.is_initialized():  # a second run in this process (a sweep's jobs, one after another)
+        return jax.process_count()
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if processes > 1:
         jax.distributed.initialize(coordinator_address=os.environ["WILDROBOT_COORDINATOR"],

@@ -44,11 +44,13 @@ def parse(argv: Optional[list[str]]) -> argparse.Namespace:
 
 
 def with_run_dir(command: list[str]) -> list[str]:
-    """The command with one ``hydra.run.dir`` for every process (Hydra's default is the start time,
-    which two processes may read a second apart)."""
-    if any(arg.startswith("hydra.run.dir=") for arg in command) or "-m" in command or "--multirun" in command:
+    """The command with one ``hydra.run.dir`` (a sweep: ``hydra.sweep.dir``) for every process
+    (Hydra's default is the start time, which two processes may read a second apart)."""
+    sweep = "-m" in command or "--multirun" in command
+    key, root = ("hydra.sweep.dir", "multirun") if sweep else ("hydra.run.dir", "outputs")
+    if any(arg.startswith(key + "=") for arg in command):
         return command
-    return [*command, "hydra.run.dir=outputs/" + time.strftime("%Y-%m-%d/%H-%M-%S")]
+    return [*command, f"{key}={root}/" + time.strftime("%Y-%m-%d/%H-%M-%S")]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -68,8 +70,23 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
         signal.signal(sig, forward)
-    codes = [p.wait() for p in procs]
-    return next((c for c in codes if c), 0)
+    return wait_all(procs)
+
+
+def wait_all(procs: list[subprocess.Popen], poll_s: float = 0.5) -> int:
+    """Wait for every process; when one fails, end the others (they would wait in a collective for
+    it). The first non-zero exit code, a signal's as the shell writes it (128 + its number)."""
+    failed = 0
+    while None in [p.poll() for p in procs]:  # a list: every process polled, each round
+        failed = failed or next((p.returncode for p in procs if p.returncode), 0)
+        if failed:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+        time.sleep(poll_s)  # checking on child processes; nothing here races them
+    codes = [p.returncode for p in procs]
+    code = failed or next((c for c in codes if c), 0)
+    return 128 - code if code < 0 else code
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 LOCK_NAME = ".wildrobot.lock"
+log = logging.getLogger(__name__)
 
 
 class RunDirBusy(RuntimeError):
@@ -36,7 +38,7 @@ class RunDirLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
             raise RunDirBusy(
@@ -44,6 +46,11 @@ class RunDirLock:
                 f"Two runs in one directory would overwrite each other's checkpoints. Wait for it to end, "
                 f"stop it, or give this run its own directory (hydra.run.dir=... / hydra.sweep.dir=...)."
             ) from None
+        except OSError as e:  # a file system without locks (e.g. NFS mounted nolock): run unguarded
+            os.close(fd)
+            log.warning("cannot lock the run directory %s (%s): a second run there would not be stopped",
+                        self.path.parent, e)
+            return self
         self.stale_holder = _read_holder(fd) or None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),

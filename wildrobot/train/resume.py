@@ -120,6 +120,12 @@ def restore_for_resume(ckpt: Checkpointer, location: RunLocation, abstract: Any,
     """(carry, iteration) of the checkpoint ``location`` names, restored onto ``abstract``."""
     meta = ckpt.newest_meta(location.which, location.step)
     diff = check_resumable(meta, cfg, physics) if meta is not None else []  # None: restore says what is wrong
+    if location.own and diff:
+        raise ConfigError(
+            f"the run directory {location.run_dir} holds the checkpoints of a run with another config, which a run "
+            f"started there would continue (as a requeued job does with its own). Keys that differ:\n  "
+            + "\n  ".join(diff) + f"\nGive this run a new directory (hydra.run.dir=...), or continue that run "
+            f"with its config (trainer.resume={location.run_dir} to continue it with this one).")
     carry, _, start = ckpt.restore_newest(abstract, step=location.step, manager=location.which,
                                           config_diff=("\nKeys that differ:\n  " + "\n  ".join(diff)) if diff else "")
     if diff:

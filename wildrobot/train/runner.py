@@ -16,6 +16,7 @@ import dataclasses
 import math
 import signal
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -23,7 +24,7 @@ import jax
 import numpy as np
 
 from wildrobot.algos.base import Algorithm
-from wildrobot.config import Config
+from wildrobot.config import Config, ConfigError
 from wildrobot.envs.core import Env
 from wildrobot.envs.factory import make_env
 from wildrobot.jax_setup import release_freed_memory
@@ -68,13 +69,14 @@ class Trainer:
         if carry is None:  # Ctrl-C while compiling
             return 128 + signal.SIGINT
         it, metrics = self.start_iteration, {}
-        chunks = ChunkRunner(self.chunk_fn, self.clock)
+        chunks = None
 
         def next_chunk(carry: Any, it: int) -> None:
             if it < t.iterations:
                 chunks.launch(carry, it, chunk_length(it, t.log_every, t.iterations))
 
         try:
+            chunks = ChunkRunner(self.chunk_fn, self.clock)
             with StopRequest() as stop:
                 next_chunk(carry, it)
                 while chunks.pending:
@@ -83,8 +85,9 @@ class Trainer:
                     # Every process of a multi-process run stops at the same chunk boundary when
                     # any of them got a stop signal (else one would wait forever in a collective).
                     # A signal that lands after this point counts at the next boundary.
-                    stop.adopt(self.agreed_signal(stop.signum))
-                    stopping = stop.requested
+                    agreed = self.agreed_signal(stop.signum)
+                    stop.adopt(agreed)
+                    stopping = bool(agreed)
                     # The next chunk is queued before this one is logged, so the device never idles
                     # while Python works; not when this chunk's state is still needed (evaluation,
                     # checkpoint, stop): the next chunk would take it over (donated buffers).
@@ -101,12 +104,13 @@ class Trainer:
                         if not stopping:
                             next_chunk(carry, it)
                 if stop.requested:
-                    then = ("the job is requeued and resumes here" if stop.preempted
+                    then = ("the job is requeued and resumes here" if stop.preempted and stop.requeues
                             else f"Resume with trainer.resume={self.out_dir}")
                     self.say(f"Stopped by {stop.name} at iteration {it}; checkpoint saved in "
                           f"{self.out_dir / 'checkpoints' / 'latest' / str(it)}. {then}")
         finally:
-            chunks.close()  # a chunk still running (after an error) finishes first
+            if chunks is not None:
+                chunks.close()  # a chunk still running (after an error) finishes first
             self.progress.close()
             self.tensorboard.close()
             self.ckpt.close()
@@ -127,11 +131,11 @@ class Trainer:
         location = resolve_resume(t.resume, self.search_root, self.run_dir) if t.resume else own_checkpoints(self.run_dir)
         self.out_dir = location.run_dir if location else self.run_dir
         self.lock = RunDirLock(self.out_dir)
-        busy = None
+        busy: Optional[BaseException] = None
         if self.is_main_process:  # before anything compiles: a second run here stops now
             try:
                 self.lock.acquire()
-            except RunDirBusy as e:
+            except Exception as e:  # noqa: BLE001 - any failure here is agreed on below, then raised
                 busy = e
             if self.lock.stale_holder:
                 print(f"Took over the run directory's lock from a run that is no longer running "
@@ -139,6 +143,11 @@ class Trainer:
         if self.agreed_signal(1 if busy else 0):  # every process of the run stops, not only the first
             raise busy or RunDirBusy(f"the run directory {self.out_dir} is in use by another run (process 0 "
                                      f"of this run found it held; its message names the holder)")
+        where = f"{self.out_dir}|{location.step if location else ''}|{location.which if location else ''}"
+        if not self.same_in_every_process(zlib.crc32(where.encode()) >> 1):
+            raise ConfigError(f"the processes of this run do not agree on its run directory and checkpoint (this "
+                              f"one: {self.out_dir}): give them one hydra.run.dir (wildrobot.launch does) and, to "
+                              f"resume, the same trainer.resume")
         try:
             return self._start(location)
         except BaseException:
@@ -252,19 +261,30 @@ class Trainer:
         process of a multi-process run does; all of them save checkpoints, collectively)."""
         return jax.process_index() == 0
 
-    def objective(self) -> Optional[float]:
+    def objective(self) -> float:
         """What a hyperparameter search maximises: the best evaluation of the run (the algorithm's
-        ``best_metric``, as kept by the best checkpoint); None when nothing was evaluated."""
+        ``best_metric``, as kept by the best checkpoint); NaN when nothing was evaluated (Optuna
+        records such a trial as failed and goes on)."""
         best = getattr(getattr(self, "ckpt", None), "best_value", -math.inf)
         if math.isfinite(best):
             return float(best)
         value = self.final_metrics.get(getattr(getattr(self, "algo", None), "best_metric", ""), math.nan)
-        return float(value) if math.isfinite(value) else None
+        return float(value) if math.isfinite(value) else math.nan
 
     def say(self, text: str) -> None:
         """A line on the console, from the main process only."""
         if self.is_main_process:
             print(text, flush=True)
+
+    @staticmethod
+    def same_in_every_process(value: int) -> bool:
+        """Whether every process of the run has this ``value`` (a collective; True for one process)."""
+        if jax.process_count() == 1:
+            return True
+        from jax.experimental import multihost_utils
+
+        values = multihost_utils.process_allgather(np.int32(value))
+        return bool(np.all(values == values[0]))
 
     @staticmethod
     def agreed_signal(signum: Optional[int]) -> int:

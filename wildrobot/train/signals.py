@@ -66,7 +66,7 @@ class StopRequest:
         return 128 + self.signum if self.signum is not None else 0
 
     def __enter__(self) -> "StopRequest":
-        for sig in (signal.SIGINT, signal.SIGTERM, self._preempt):
+        for sig in dict.fromkeys((signal.SIGINT, signal.SIGTERM, self._preempt)):  # the preemption one may be either
             try:
                 self._previous[sig] = signal.signal(sig, self.handle)
             except ValueError:  # not the main thread: leave signals alone
@@ -81,9 +81,18 @@ class StopRequest:
                 raise KeyboardInterrupt
             return
         self.signum, self._first = signum, self._clock()
-        then = "and requeueing the job" if self.preempted else "(Ctrl-C again to abort without saving)"
+        then = "and requeueing the job" if self.requeues else "(Ctrl-C again to abort without saving)"
         tqdm.write(f"\n{signal.Signals(signum).name} received: saving a checkpoint when the chunk now running ends "
                    f"{then}", file=sys.stderr)
+
+    @property
+    def requeues(self) -> bool:
+        """Whether ``hand_over`` will requeue: the preemption signal came, and there is submitit's
+        handler to pass it to, or this is the first task of a SLURM job."""
+        if not self.preempted:
+            return False
+        return callable(self._previous.get(self._preempt)) or (
+            bool(os.environ.get("SLURM_JOB_ID")) and os.environ.get("SLURM_PROCID", "0") == "0")
 
     def adopt(self, signum: int) -> None:
         """Stop for a signal another process of the run got (``Trainer.agreed_signal``)."""
@@ -98,7 +107,8 @@ class StopRequest:
         within a preemption's grace time counts as completed and is not requeued, while one that
         SLURM kills is requeued (``--requeue``) or, cancelled, simply ends. Nothing otherwise."""
         if not self.preempted:
-            if self.signum == signal.SIGTERM and os.environ.get("SLURM_JOB_ID"):
+            # a SLURM step (srun, submitit): where SLURM's preemption and scancel signals arrive
+            if self.signum == signal.SIGTERM and os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_STEP_ID"):
                 print(f"SIGTERM in SLURM job {os.environ['SLURM_JOB_ID']}: checkpoint saved; waiting for SLURM to "
                       f"end the job (preempted: it is requeued and resumes here; cancelled: it ends)",
                       file=sys.stderr, flush=True)
@@ -107,7 +117,7 @@ class StopRequest:
         previous = self._previous.get(self._preempt)
         if callable(previous):
             previous(self._preempt, None)
-        elif os.environ.get("SLURM_JOB_ID"):
+        elif self.requeues:
             self._requeue(os.environ["SLURM_JOB_ID"])
 
     def __exit__(self, *exc) -> bool:
@@ -119,9 +129,14 @@ class StopRequest:
 def scontrol_requeue(job_id: str) -> None:
     """Put a plain SLURM job (one submitted without submitit) back in the queue: SLURM restarts it
     once it has exited, and it resumes its own run directory."""
-    done = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
-    if done.returncode:
-        print(f"scontrol requeue {job_id} failed ({done.stderr.strip()}); resume by hand with "
-              f"trainer.resume=<this run directory>", file=sys.stderr)
+    try:
+        done = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60)
+        failed = done.stderr.strip() if done.returncode else ""
+    except (OSError, subprocess.SubprocessError) as e:
+        failed = str(e)
+    if failed:
+        print(f"scontrol requeue {job_id} failed ({failed}); resume by hand with trainer.resume=<this run directory>",
+              file=sys.stderr)
     else:
-        print(f"SLURM job {job_id} requeued: it resumes from this checkpoint when it restarts", file=sys.stderr)
+        print(f"SLURM job {job_id} requeued: when it restarts it resumes this run, provided hydra.run.dir names the "
+              f"same directory again (e.g. hydra.run.dir=outputs/slurm-$SLURM_JOB_ID)", file=sys.stderr)
