@@ -69,3 +69,25 @@ def test_physics_vmapped_in_chunks_equals_one_vmap_with_shared_and_per_env_argum
     np.testing.assert_allclose(per_env["y"], jnp.sin(x) * gains, rtol=1e-6)
     # unbatched calls run fn as it is
     np.testing.assert_allclose(vmap_in_chunks(fn, chunk=5)(shared, x[0], empty[0])["y"], jnp.sin(x[0]) * 2.0 * jnp.array([1.0, 1.5]))
+
+
+@pytest.mark.parametrize("finished", [[], [3], [0, 5, 6], list(range(8))])
+def test_resetting_only_the_finished_envs_equals_resetting_the_whole_batch(finished):
+    """The auto-reset makes new episodes only for the envs that finished when they are few (a
+    gather, reset and scatter); what comes out is what a reset of the whole batch gives."""
+    import dataclasses
+
+    env = StubEnv(StubEnvConfig(episode_length=50))
+    some = wrap_for_training(env)
+    some = dataclasses.replace(some, few_resets=3 / 8)  # up to 3 of the 8 envs: gathered
+    whole = dataclasses.replace(some, few_resets=0.0)  # always the whole batch
+    state = jax.jit(some.reset)(jax.random.split(jax.random.key(2), 8))
+    fast = state.data["velocity"].at[jnp.asarray(finished, jnp.int32)].set(jnp.array([10.0, 0.0]))
+    state = state.replace(data={**state.data, "velocity": fast})
+    a, b = jax.jit(some.step)(state, jnp.zeros((8, 2))), jax.jit(whole.step)(state, jnp.zeros((8, 2)))
+    np.testing.assert_array_equal(a.done, np.isin(np.arange(8), finished).astype(np.float32))
+    plain = lambda x: jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+    jax.tree.map(lambda x, y: np.testing.assert_array_equal(plain(x), plain(y)), a, b)
+    # the finished envs start again (a new episode's observation), the others go on
+    if finished:
+        assert float(jnp.max(jnp.abs(a.obs["actor"][jnp.asarray(finished), 0]))) <= 0.5

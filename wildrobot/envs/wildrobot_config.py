@@ -62,8 +62,10 @@ class RewardWeights:
 @dataclass
 class RewardConfig:
     weights: RewardWeights = field(default_factory=RewardWeights)
-    tracking_sigma: float = 0.1  # exp(-|v_err|^2 / sigma), (m/s)^2
-    tracking_sigma_yaw: float = 0.2  # (rad/s)^2
+    # narrow enough that the last few cm/s and tenths of a rad/s still pay (0.1 and 0.2 before:
+    # bench/learn_walk.py walked in about half the time with these, docs/benchmarks.md)
+    tracking_sigma: float = 0.05  # exp(-|v_err|^2 / sigma), (m/s)^2
+    tracking_sigma_yaw: float = 0.05  # (rad/s)^2
     base_height_target: Optional[float] = None  # m; None = root height at the home keyframe
     # joint_limits penalises leaving this share of each range, centred (MuJoCo Playground's 0.95): 0.9
     # halved the 10 deg of hip-roll adduction that turning uses (docs/environment.md)

@@ -45,6 +45,7 @@ class BatchedEnv:
     features: bool = False  # add obs["features"] (Env.state_features) to every observation
     starts: Optional[dict[str, Any]] = None  # reference frames, one row each (Env.reset_from)
     start_share: float = 0.0  # the share of resets that start at a random reference frame
+    few_resets: float = 1 / 16  # up to this share of the batch finishing at once, reset only those envs
 
     @property
     def observation_size(self) -> dict[str, int]:
@@ -76,15 +77,33 @@ class BatchedEnv:
         return jax.vmap(self._reset_one)(keys)
 
     def step(self, state: State, actions: jax.Array) -> State:
-        """Step every env; where one finished (a fall, a blow-up or the time limit), a new episode.
-        New episodes are made only on steps where some env finished (a ``lax.cond`` over the batch):
-        a step on which none did skips the batch's resets (with many envs and short episodes few do)."""
+        """Step every env; where one finished (a fall, a blow-up or the time limit), a new episode."""
         nxt, done, own = jax.vmap(self._advance)(state, actions)
         reset_rng, keys = jnp.moveaxis(jax.vmap(jax.random.split)(own["reset_rng"]), 1, 0)
-        shapes = jax.eval_shape(jax.vmap(self._fresh), keys)
-        fresh = jax.lax.cond(jnp.any(done), jax.vmap(self._fresh),
-                             lambda _: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes), keys)
-        return jax.vmap(self._finish)(nxt, done, own, fresh, reset_rng)
+        return jax.vmap(self._finish)(nxt, done, own, self._fresh_where(done, keys), reset_rng)
+
+    def _fresh_where(self, done: jax.Array, keys: jax.Array) -> State:
+        """New episodes for the envs that finished, from their own keys (rows of the others are zeros,
+        which ``_finish`` does not read). A ``lax.switch`` over the batch makes none on a step where
+        no env finished, only the finished ones when they are at most ``few_resets`` of the batch
+        (gathered, reset, scattered back: the usual case, a fall here and a time limit there), and
+        the whole batch's otherwise (after a synchronised start, all envs reach the limit together)."""
+        n = done.shape[0]
+        few = int(n * self.few_resets)
+        make = jax.vmap(self._fresh)
+        shapes = jax.eval_shape(make, keys)
+
+        def zeros(_):
+            return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+        def some(keys):
+            (rows,) = jnp.nonzero(done, size=few, fill_value=n)  # n: past the end, dropped below
+            made = make(keys[jnp.minimum(rows, n - 1)])
+            return jax.tree.map(lambda z, m: z.at[rows].set(m, mode="drop"), zeros(None), made)
+
+        count = jnp.sum(done.astype(jnp.int32))
+        branch = jnp.where(count == 0, 0, jnp.where(count <= few, 1, 2))
+        return jax.lax.switch(branch, [zeros, some if few > 0 else make, make], keys)
 
     # -- one environment ----------------------------------------------------------------------
     def _fresh(self, key: jax.Array) -> State:
