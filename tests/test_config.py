@@ -18,6 +18,7 @@ from wildrobot.errors import ConfigError
 ENVS = sorted(p.stem for p in (CONF / "env").glob("*.yaml"))
 ALGOS = sorted(p.stem for p in (CONF / "algo").glob("*.yaml"))
 TRAINERS = sorted(p.stem for p in (CONF / "trainer").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
 def test_config_groups_hold_the_expected_options():
@@ -42,6 +43,15 @@ def test_defaults_are_ppo_on_wildrobot_and_smoke_makes_one_update():
     smoke = typed_config(["algo=jax_smoke"])
     assert smoke.trainer.iterations == 1 and smoke.algo.learning_rate == pytest.approx(1e-3)
     assert typed_config(["algo=jax_smoke", "trainer.iterations=4"]).trainer.iterations == 4
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_on_the_env_it_is_for(experiment):
+    env, algo = {"amp_walk": ("wildrobot", "ppo_amp"), "suite": ("playground", "ppo")}[experiment]
+    cfg = typed_config([f"env={env}", f"experiment={experiment}"])
+    assert (cfg.env.name, cfg.algo.name) == (env, algo)
+    if experiment == "suite":  # the dm_control suite's 1000-step episodes
+        assert cfg.algo.discount == pytest.approx(0.995) and cfg.algo.unroll_length == 30
 
 
 def test_ppo_amp_composes_with_512_envs():

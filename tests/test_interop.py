@@ -257,3 +257,30 @@ def test_a_playground_env_trains_from_the_command_line(tmp_path):
     assert "mirror loss is off" in proc.stdout
     assert re.search(r"\| return -?\d", proc.stdout)  # 40-step episodes ended within the run
     assert any((run_dir / "checkpoints").iterdir())
+
+
+def test_brax_ppo_train_trains_our_env_once_device_put_replicated_is_given_back():
+    """Brax 0.14.2's own ``ppo.train`` (its pmap loop, wrappers, evaluator) on our env and the
+    pinned jax, which lacks ``jax.device_put_replicated`` until ``give_back_device_put_replicated``."""
+    import functools
+
+    from brax.envs.wrappers import training as brax_training
+    from brax.training.agents.ppo import networks as ppo_networks
+    from brax.training.agents.ppo import train as ppo
+
+    from wildrobot.jax_setup import give_back_device_put_replicated
+
+    give_back_device_put_replicated()
+    replicated = jax.device_put_replicated({"w": jnp.arange(3.0)}, jax.local_devices())
+    assert replicated["w"].shape == (jax.local_device_count(), 3)
+    evaluations = []
+    factory = functools.partial(ppo_networks.make_ppo_networks, policy_obs_key="actor", value_obs_key="critic",
+                                policy_hidden_layer_sizes=(8,), value_hidden_layer_sizes=(8,))
+    _, params, _ = ppo.train(
+        environment=StubEnv(StubEnvConfig(episode_length=20)), num_timesteps=320, num_evals=2, episode_length=20,
+        num_envs=8, batch_size=8, num_minibatches=2, unroll_length=5, num_updates_per_batch=1, num_eval_envs=4,
+        network_factory=factory, wrap_env_fn=brax_training.wrap, seed=0,
+        progress_fn=lambda step, metrics: evaluations.append((int(step), float(metrics["eval/episode_reward"]))))
+    assert [step for step, _ in evaluations] == [0, 320]  # before training and after its 320 env steps
+    assert all(np.isfinite(r) for _, r in evaluations)
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(params))

@@ -69,3 +69,21 @@ def start_distributed() -> int:
     else:
         jax.distributed.initialize()
     return jax.process_count()
+
+
+def give_back_device_put_replicated() -> None:
+    """Restore ``jax.device_put_replicated`` (removed in jax 0.10) for libraries that still call
+    it, such as Brax 0.14's ``ppo.train`` (docs/environment.md): ``x`` stacked once per device on a
+    leading axis and laid out one slice per device, as jax < 0.10 made it. Leaves a jax that still
+    has the function alone."""
+    if hasattr(jax, "device_put_replicated"):
+        return
+    import jax.numpy as jnp
+
+    def device_put_replicated(x, devices):
+        devices = list(devices)
+        stacked = jax.tree.map(lambda a: jnp.stack([jnp.asarray(a)] * len(devices)), x)
+        mesh = jax.sharding.Mesh(devices, ("devices",))
+        return jax.device_put(stacked, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("devices")))
+
+    jax.device_put_replicated = device_put_replicated

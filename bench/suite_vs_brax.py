@@ -1,0 +1,135 @@
+"""Our PPO against Brax's PPO on MuJoCo Playground's dm_control suite, side by side in one run.
+
+For each task: Brax's ``ppo.train`` with Playground's published settings for it
+(``mujoco_playground.config.dm_control_suite_params.brax_ppo_config``: 2048 envs, 16 epochs x 32
+minibatches of 1024 x 30 steps, discount 0.995, reward scale 10, ...), then this framework's PPO
+(``env=playground env.task=<task> experiment=suite``), both for the same env steps, both on
+Playground's own env with ``impl=jax``. Each side's return is the mean undiscounted return of 128
+deterministic full-length episodes of its final policy (Brax's own evaluator for Brax; ours:
+``algo.num_eval_envs=128``), and its wall-clock time runs from the call that builds the trainer to
+the end of that final evaluation (compiling, training and evaluations included; Brax's evaluation
+cadence is set to 2, before and after training, as ours: the evaluations do not change learning).
+
+    uv run python bench/suite_vs_brax.py [--tasks CartpoleBalance,CartpoleSwingup] [--env-steps 5e6] [overrides...]
+
+The overrides go to our side (e.g. ``trainer.num_envs=2048``). Any suite task name works. Needs the
+dev dependencies (``brax`` and ``playground`` are in the dev group: plain ``uv sync`` installs them).
+Brax 0.14.2's trainer calls ``jax.device_put_replicated``, which jax 0.10 removed: this benchmark
+gives it back (``wildrobot.jax_setup.give_back_device_put_replicated``), so both sides run on the same jax.
+
+Goal (issue: interop): at least Brax's return in at most Brax's wall-clock time, on each task.
+The last line: ``<task>_ours_return=... <task>_brax_return=... <task>_ours_min=... <task>_brax_min=...``
+and ``<task>_time_ratio`` (ours / Brax's minutes) per task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+
+EVAL_EPISODES = 128  # Brax's default num_eval_envs
+
+
+def brax_side(task: str, env_steps: int, seed: int) -> dict:
+    from brax.training.agents.ppo import networks as ppo_networks
+    from brax.training.agents.ppo import train as ppo
+    from mujoco_playground import registry, wrapper
+    from mujoco_playground.config import dm_control_suite_params
+
+    from wildrobot.jax_setup import give_back_device_put_replicated
+
+    give_back_device_put_replicated()
+    params = dm_control_suite_params.brax_ppo_config(task).to_dict()
+    published = dict(params)
+    params.update(num_timesteps=env_steps, num_evals=2, num_eval_envs=EVAL_EPISODES)
+    params.pop("num_resets_per_eval", None)
+    network = params.pop("network_factory", None)
+    factory = ppo_networks.make_ppo_networks
+    if network:
+        import functools
+        factory = functools.partial(ppo_networks.make_ppo_networks, **network)
+    curve: list[tuple[int, float, float]] = []
+    start = time.perf_counter()
+    env = registry.load(task, config_overrides={"impl": "jax"})
+
+    def progress(step, metrics):
+        curve.append((int(step), time.perf_counter() - start, float(metrics["eval/episode_reward"])))
+        print(f"  brax {task}: {int(step):,} env steps, {curve[-1][1] / 60:.1f} min, return {curve[-1][2]:.1f}", flush=True)
+
+    ppo.train(environment=env, wrap_env_fn=wrapper.wrap_for_brax_training, network_factory=factory,
+              progress_fn=progress, seed=seed, **params)
+    return {"return": curve[-1][2], "minutes": (time.perf_counter() - start) / 60, "env_steps": curve[-1][0],
+            "curve": curve, "settings": {k: v for k, v in published.items() if k != "network_factory"}}
+
+
+def our_side(task: str, env_steps: int, seed: int, overrides: list[str]) -> dict:
+    from wildrobot.cli import load_config
+    from wildrobot.dispatch import trainer_class
+
+    base = ["env=playground", f"env.task={task}", "algo=ppo", "experiment=suite", f"seed={seed}",
+            f"algo.num_eval_envs={EVAL_EPISODES}", *overrides]
+    probe = load_config(base)
+    per_iteration = probe.trainer.num_envs * probe.algo.unroll_length
+    log_every = max(1, round(env_steps / per_iteration / 10))  # ten progress lines
+    iterations = log_every * max(1, math.ceil(env_steps / per_iteration / log_every))  # at least env_steps
+    cfg = load_config([*base, f"trainer.iterations={iterations}", f"trainer.log_every={log_every}",
+                       f"trainer.eval_every={iterations}", f"trainer.checkpoint_every={iterations}"])
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = trainer_class(cfg)(cfg, Path(run_dir) / "run")
+        code = trainer.run()
+        if code:
+            raise SystemExit(code)
+    minutes = (time.perf_counter() - start) / 60
+    ret = trainer.final_metrics["eval/return"]
+    print(f"  ours {task}: {iterations * per_iteration:,} env steps, {minutes:.1f} min, return {ret:.1f}", flush=True)
+    return {"return": ret, "minutes": minutes, "env_steps": iterations * per_iteration,
+            "settings": {"num_envs": cfg.trainer.num_envs, "unroll_length": cfg.algo.unroll_length,
+                         "num_epochs": cfg.algo.num_epochs, "num_minibatches": cfg.algo.num_minibatches,
+                         "discount": cfg.algo.discount, "learning_rate": cfg.algo.learning_rate,
+                         "lr_schedule": cfg.algo.lr_schedule, "entropy_coef": cfg.algo.entropy_coef,
+                         "reward_scale": cfg.algo.reward_scale, "hidden": list(cfg.algo.policy.hidden_sizes)}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", default="CartpoleBalance,CartpoleSwingup")
+    p.add_argument("--env-steps", type=float, default=5e6)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("bench/results/suite_vs_brax.json"))
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for our side")
+    args = p.parse_args()
+    from wildrobot.envs.playground_config import check_task
+    from wildrobot.jax_setup import configure_jax
+
+    tasks = [t for t in args.tasks.split(",") if t]
+    for task in tasks:  # a wrong name stops here, before anything compiles
+        check_task(task)
+    configure_jax()
+    steps = int(args.env_steps)
+    results, last = {}, []
+    for task in tasks:
+        brax = brax_side(task, steps, args.seed)
+        ours = our_side(task, brax["env_steps"], args.seed, args.overrides)  # at least Brax's own count
+        results[task] = {"brax": brax, "ours": ours}
+        ratio = ours["minutes"] / brax["minutes"]
+        print(f"{task}: ours {ours['return']:.1f} in {ours['minutes']:.1f} min ({ours['env_steps']:,} steps), "
+              f"Brax {brax['return']:.1f} in {brax['minutes']:.1f} min ({brax['env_steps']:,} steps): "
+              f"time ratio {ratio:.2f}, goal met: {ours['return'] >= brax['return'] and ratio <= 1.0}", flush=True)
+        last += [f"{task}_ours_return={ours['return']:.1f}", f"{task}_brax_return={brax['return']:.1f}",
+                 f"{task}_ours_min={ours['minutes']:.2f}", f"{task}_brax_min={brax['minutes']:.2f}",
+                 f"{task}_time_ratio={ratio:.3f}"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"env_steps": steps, "seed": args.seed, "device": str(jax.devices()[0]),
+                                    "overrides": args.overrides, "tasks": results}, indent=2))
+    print(" ".join(last))
+
+
+if __name__ == "__main__":
+    main()
