@@ -8,7 +8,8 @@ Playground's own env with ``impl=jax``. Each side's return is the mean undiscoun
 deterministic full-length episodes of its final policy (Brax's own evaluator for Brax; ours:
 ``algo.num_eval_envs=128``), and its wall-clock time runs from the call that builds the trainer to
 the end of that final evaluation (compiling, training and evaluations included; Brax's evaluation
-cadence is set to 2, before and after training, as ours: the evaluations do not change learning).
+cadence is set to 2, before and after training, as ours: the evaluations do not change learning;
+its ``num_resets_per_eval``, which counts per evaluation, is dropped with them).
 
     uv run python bench/suite_vs_brax.py [--tasks CartpoleBalance,CartpoleSwingup] [--env-steps 5e6] [overrides...]
 
