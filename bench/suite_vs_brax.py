@@ -26,6 +26,7 @@ and ``<task>_time_ratio`` (ours / Brax's minutes) per task.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import tempfile
@@ -51,10 +52,7 @@ def brax_side(task: str, env_steps: int, seed: int) -> dict:
     params.update(num_timesteps=env_steps, num_evals=2, num_eval_envs=EVAL_EPISODES)
     params.pop("num_resets_per_eval", None)
     network = params.pop("network_factory", None)
-    factory = ppo_networks.make_ppo_networks
-    if network:
-        import functools
-        factory = functools.partial(ppo_networks.make_ppo_networks, **network)
+    factory = functools.partial(ppo_networks.make_ppo_networks, **(network or {}))
     curve: list[tuple[int, float, float]] = []
     start = time.perf_counter()
     env = registry.load(task, config_overrides={"impl": "jax"})
