@@ -1,6 +1,6 @@
 """Batched WildRobot env steps/s next to the bare batched physics of the same model, same run.
 
-    uv run python bench/env_throughput.py --num-envs 256 1024 4096 --steps 20 [--backend auto|mjx|mujoco]
+    uv run python bench/env_throughput.py --num-envs 256 1024 4096 --steps 20 [--backend auto|mjx|mujoco] [--parts]
 
 Env side: ``wrap_for_training(env)`` (vmapped step with observations, rewards, domain
 randomisation, pushes, noise, and the auto-reset that calls ``reset`` for every env every step),
@@ -12,12 +12,16 @@ converges). For reference, also a bare side that holds every robot still at home
 The timed calls of the two sides alternate; steps/s are the best of ``--repeats`` calls, the ratio
 is the median over rounds of bare time / env time of calls made back to back (it follows a machine
 whose speed drifts between minutes better than the ratio of the bests, which is printed too).
+With ``--parts``, the env is also timed with one part of it switched off at a time (observation
+noise, pushes, servo kp randomisation, all domain randomisation, all three), in the same rounds:
+where the env's time over the bare physics goes.
 The last line holds the headline figures as name=value pairs.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import jax
 import jax.numpy as jnp
 from common import bare_physics_rollout, paired_ratio, random_action_rollout, random_actions, timed_rounds
@@ -29,6 +33,26 @@ from wildrobot.envs.wrappers import wrap_for_training
 from wildrobot.jax_setup import configure_jax
 
 
+def _switch_off(*paths: str):
+    def off(cfg: WildRobotEnvConfig) -> None:
+        for path in paths:
+            *parents, leaf = path.split(".")
+            target = cfg
+            for name in parents:
+                target = getattr(target, name)
+            setattr(target, leaf, False)
+    return off
+
+
+PARTS = {  # --parts: the env with one part switched off
+    "noise": _switch_off("noise.enabled"),
+    "pushes": _switch_off("push.enabled"),
+    "kp": _switch_off("randomization.kp_scale.enabled"),
+    "randomization": _switch_off("randomization.enabled"),
+    "all_three": _switch_off("noise.enabled", "push.enabled", "randomization.enabled"),
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--num-envs", type=int, nargs="+", default=[256, 1024, 4096])
@@ -36,6 +60,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--no-randomization", action="store_true", help="DR, pushes and noise off")
     ap.add_argument("--backend", default="auto", help="physics backend (env.sim.backend): auto, mjx or mujoco")
+    ap.add_argument("--parts", action="store_true", help="also time the env with each part switched off")
     args = ap.parse_args()
 
     configure_jax()
@@ -55,6 +80,13 @@ def main() -> None:
     bare_rollout = bare_physics_rollout(lambda d, c: phys.step(phys.model, d, c, substeps))
 
     reset = jax.jit(batched.reset)
+    parts = {}  # name: (rollout, reset) of the env with that part switched off
+    if args.parts:
+        for name, off in PARTS.items():
+            part_cfg = copy.deepcopy(cfg)
+            off(part_cfg)
+            part = wrap_for_training(WildRobotEnv(part_cfg))
+            parts[name] = (jax.jit(random_action_rollout(part, T)), jax.jit(part.reset))
     figures = {}
     print(
         f"devices={jax.devices()} substeps={substeps} dt={env.dt} "
@@ -74,6 +106,8 @@ def main() -> None:
                 "bare": (bare_rollout, state.data, walk_ctrl),
                 "bare_still": (bare_rollout, home_data, home_ctrl),
                 "reset": (reset, jax.random.split(jax.random.key(2), n)),
+                **{f"no_{name}": (roll, part_reset(jax.random.split(jax.random.key(0), n)), key)
+                   for name, (roll, part_reset) in parts.items()},
             },
             repeats=args.repeats,
         )
@@ -89,6 +123,12 @@ def main() -> None:
             f"batched reset alone {min(t['reset']) * 1e3:.1f} ms",
             flush=True,
         )
+        for name in parts:
+            side = f"no_{name}"
+            figures[f"ratio_{side}_{n}"] = f"{paired_ratio(t, slow=side, fast='bare'):.3f}"
+            print(f"  without {name}: {n * T / min(t[side]):.0f} env steps/s, ratio to the bare physics "
+                  f"{figures[f'ratio_{side}_{n}']}; the whole env runs at {paired_ratio(t, slow='env', fast=side):.3f} "
+                  f"of this speed", flush=True)
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
 
 

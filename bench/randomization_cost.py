@@ -5,8 +5,8 @@
 Times the bare batched physics (as in bench/env_throughput.py: 4 substeps per control step, chunks
 of 64 on CPU) with the model shared by every env, next to the same physics whose model carries
 per-env values (sampled as the env samples them) for one randomised item at a time, then for all
-of them. kp appears as the model field it would be, to show why the env scales it through the
-servo setpoint instead. Ratios: median over rounds of shared time / variant time (the calls of a
+of them. kp appears as the model fields MJX would need, to show why the env scales it through the
+servo setpoint on MJX (MuJoCo C scales the gains per simulation: ``MujocoPhysics``). Ratios: median over rounds of shared time / variant time (the calls of a
 round alternate, so the two ran within seconds of each other).
 The last line holds the headline figures as name=value pairs.
 """

@@ -357,4 +357,15 @@ def test_the_amp_walk_preset_matches_the_shipped_clips():
     assert cfg.env.reward.swing_height == pytest.approx(gait.swing_height)
     heights = [read_clip(p).root_pos[:, 2].mean() for p in BUILTIN_DATASET.parent.glob("walk_*.npz")]
     assert cfg.env.reward.base_height_target == pytest.approx(float(np.mean(heights)), abs=2e-3)
+    # the feet-phase width scales with the swing height squared: not lifting costs as at the env's default
+    env = typed_config([]).env.reward
+    scaled = env.feet_phase_sigma * (cfg.env.reward.swing_height / env.swing_height) ** 2
+    assert cfg.env.reward.feet_phase_sigma == pytest.approx(scaled, rel=0.05)
+    # no term pulls towards the home pose, which neither the walking clips nor the standing one hold
+    from wildrobot.robot import load_robot_description
+
+    desc, stand = load_robot_description(), read_clip(BUILTIN_DATASET.parent / "stand.npz")
+    home = dict(zip(desc.joint_names, desc.home))
+    assert max(abs(q - home[name]) for name, q in zip(stand.joint_names, stand.joint_pos.mean(axis=0))) > 0.1
+    assert cfg.env.reward.weights.pose == 0 and cfg.env.reward.weights.stand_still == 0
     assert typed_config([]).algo.name == "ppo"  # the preset is opt-in

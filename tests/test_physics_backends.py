@@ -11,7 +11,7 @@ import pytest
 
 from wildrobot.cli import load_config
 from wildrobot.errors import ConfigError
-from wildrobot.envs.physics import MujocoPhysics, resolve_backend, scaled_servo_setpoint
+from wildrobot.envs.physics import MujocoPhysics, resolve_backend
 from wildrobot.robot import load_robot_description
 
 SUBSTEPS = 4
@@ -67,12 +67,14 @@ def test_each_env_steps_as_plain_mujoco_with_its_own_model_fields_and_kp(phys, b
         m = copy.copy(base)
         for field in ("geom_friction", "body_mass", "body_inertia", "dof_frictionloss"):
             getattr(m, field)[...] = np.asarray(getattr(model, field)[i], np.float64)
+        m.actuator_gainprm[:, 0] *= kp[i]  # the servos of this env: gain kp[i] * kp
+        m.actuator_biasprm[:, 1] *= kp[i]
         d = mujoco.MjData(m)
         d.qpos[:], d.qvel[:], d.qacc_warmstart[:] = (np.asarray(getattr(phys.home_data, f), np.float64)
                                                      for f in ("qpos", "qvel", "qacc_warmstart"))
         for c in ctrl[:, i]:
+            d.ctrl[:] = c
             for _ in range(SUBSTEPS):
-                d.ctrl[:] = scaled_servo_setpoint(c, d.qpos[phys.qpos_idx], kp[i])
                 mujoco.mj_step(m, d)
             # the env's state is float32 between control steps
             for f in ("qpos", "qvel", "qacc_warmstart"):
@@ -96,6 +98,24 @@ def test_steps_are_pure_functions_of_their_inputs(batch_inputs, stepped):
     again = jax.device_get(rollout(*batch_inputs))
     for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(again)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_step_without_kp_after_one_with_scaled_kp_runs_the_models_own_servos(phys, batch_inputs, stepped):
+    """The batch keeps the gains of its last call: a step without ``kp_scale`` must put kp back."""
+    model, data, ctrl, kp = batch_inputs
+    jax.block_until_ready(stepped[0](model, data, ctrl, kp))  # leaves kp scaled by 0.8 and 1.25
+    one = jax.jit(jax.vmap(lambda m_, d, c: phys.step(m_, d, c, SUBSTEPS)))
+    out = jax.device_get(one(model, data, ctrl[0]))
+    m = copy.copy(phys.mj_model)
+    for field in ("geom_friction", "body_mass", "body_inertia", "dof_frictionloss"):
+        getattr(m, field)[...] = np.asarray(getattr(model, field)[2], np.float64)
+    d = mujoco.MjData(m)
+    d.qpos[:], d.qvel[:], d.qacc_warmstart[:] = (np.asarray(getattr(phys.home_data, f), np.float64)
+                                                 for f in ("qpos", "qvel", "qacc_warmstart"))
+    d.ctrl[:] = ctrl[0, 2]
+    for _ in range(SUBSTEPS):
+        mujoco.mj_step(m, d)
+    np.testing.assert_allclose(out.qpos[2], d.qpos, atol=1e-6)
 
 
 def test_a_blow_up_shows_as_nonfinite_state_not_a_silent_reset(phys, batch_inputs):

@@ -186,8 +186,11 @@ class Physics:
 
     def step(self, model: Any, data: Any, ctrl: jax.Array, substeps: int, kp_scale: jax.Array | None = None) -> Any:
         """``substeps`` physics steps towards servo targets ``ctrl``. ``kp_scale`` (per servo) scales
-        the servos' stiffness through their setpoint (``scaled_servo_setpoint``, before every
-        substep), so the actuator fields of the model stay shared by every env."""
+        the servos' stiffness: MJX moves the setpoint before every substep
+        (``scaled_servo_setpoint``), so the actuator fields of the model stay shared by every env;
+        MuJoCo C scales each simulation's own servo gains (per-simulation fields of the batch), so
+        that its substeps run in one call. The two agree while the moved setpoint stays inside the
+        servo's control range."""
         raise NotImplementedError
 
     def foot_contact_forces(self, d: Any) -> jax.Array:
@@ -366,6 +369,7 @@ class MujocoPhysics(Physics):
     backend = "mujoco"
     _STATE = ("qpos", "qvel", "qacc_warmstart")
     _DERIVED = ("xmat", "site_xmat", "site_xpos", "cvel", "subtree_com", "actuator_force", "sensordata")
+    _GAINS = ("actuator_gainprm", "actuator_biasprm")  # per simulation: kp scaled by kp_scale
 
     def _load(self, desc: RobotDescription) -> mujoco.MjModel:
         """The MJCF plus a contact sensor per foot body (net contact force, world frame): MuJoCo C
@@ -397,6 +401,7 @@ class MujocoPhysics(Physics):
         self.home_data = MujocoData(**{f: f32(getattr(home, f)) for f in self._STATE},
                                     **self._derived_of(home, lead=()))
         self._shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), self.home_data)
+        self._gains = {f: getattr(m, f).copy() for f in self._GAINS}  # a position servo: kp, and -kp in the bias
         self._batches: dict[int, Any] = {}
         self._lock = threading.Lock()
 
@@ -419,12 +424,12 @@ class MujocoPhysics(Physics):
             cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
             b = mj_batch.Batch(self.mj_model, n, nthread=cpus)
             views = {f: b.bind(f) for f in (*self._STATE, "ctrl", *self._DERIVED)}
-            views.update({f: b.expand(f) for f in MujocoModel.__dataclass_fields__})
+            views.update({f: b.expand(f) for f in (*MujocoModel.__dataclass_fields__, *self._GAINS)})
             self._batches[n] = (b, views)
         return self._batches[n]
 
-    def _host_step(self, substeps: int, servo_qpos: np.ndarray | None, model: MujocoModel, data: MujocoData,
-                   ctrl: np.ndarray, kp_scale: np.ndarray | None) -> MujocoData:
+    def _host_step(self, substeps: int, model: MujocoModel, data: MujocoData, ctrl: np.ndarray,
+                   kp_scale: np.ndarray | None) -> MujocoData:
         lead = ctrl.shape[:-1]  # batch dimensions (none for a single env)
         n = int(np.prod(lead, dtype=int))
         flat = lambda x, like: np.asarray(x).reshape(n, *np.shape(like))
@@ -435,23 +440,21 @@ class MujocoPhysics(Physics):
                 v[f][...] = flat(getattr(model, f), getattr(self.model, f))
             for f in self._STATE:
                 v[f][...] = flat(getattr(data, f), getattr(self.home_data, f))
-            target = ctrl.reshape(n, -1)
-            if servo_qpos is None:
-                v["ctrl"][...] = target
-                b.step(nstep=substeps)
-            else:
-                kp = kp_scale.reshape(n, -1)
-                for _ in range(substeps):
-                    v["ctrl"][...] = scaled_servo_setpoint(target, v["qpos"][:, servo_qpos], kp)
-                    b.step()
+            # a servo of gain s kp: kp (gainprm[0]) and -kp (biasprm[1]) scaled, kv (biasprm[2]) kept
+            scale = np.ones((n, self.mj_model.nu)) if kp_scale is None else np.asarray(kp_scale).reshape(n, -1)
+            v["actuator_gainprm"][...] = self._gains["actuator_gainprm"]
+            v["actuator_gainprm"][..., 0] *= scale
+            v["actuator_biasprm"][...] = self._gains["actuator_biasprm"]
+            v["actuator_biasprm"][..., 1] *= scale
+            v["ctrl"][...] = ctrl.reshape(n, -1)
+            b.step(nstep=substeps)
             out = {f: v[f].astype(np.float32) for f in self._STATE}
             out.update(self._derived_of(SimpleNamespace(**{f: v[f] for f in self._DERIVED}), lead=(n,)))
         return MujocoData(**{f: x.reshape(*lead, *x.shape[1:]) for f, x in out.items()})
 
     def step(self, model: MujocoModel, data: MujocoData, ctrl: jax.Array, substeps: int,
              kp_scale: jax.Array | None = None) -> MujocoData:
-        servo_qpos = self.qpos_idx if kp_scale is not None else None
-        host = functools.partial(self._host_step, substeps, servo_qpos)
+        host = functools.partial(self._host_step, substeps)
         # broadcast_all: under vmap every argument arrives with the batch dimensions, so one call
         # steps the whole batch on the thread pool.
         return jax.pure_callback(host, self._shapes, model, data, ctrl, kp_scale, vmap_method="broadcast_all")
@@ -467,9 +470,9 @@ def scaled_servo_setpoint(target: jax.Array, q: jax.Array, kp_scale: jax.Array) 
     """The setpoint at which a position servo of gain kp pushes as one of gain ``kp_scale`` * kp:
     kp (q + s (u - q) - q) = s kp (u - q), exactly, while it stays inside the control range.
 
-    Applied before every physics step, it randomises kp with the actuator fields of the model
-    left shared by every env (per-env model fields cost the batched physics a few per cent on CPU:
-    bench/randomization_cost.py).
+    Applied before every MJX step, it randomises kp with the actuator fields of the model left
+    shared by every env (per-env model fields cost MJX's batched physics a few per cent on CPU:
+    bench/randomization_cost.py). MuJoCo C scales the gains themselves (``MujocoPhysics``).
     """
     return q + kp_scale * (target - q)
 

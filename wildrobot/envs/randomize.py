@@ -5,8 +5,9 @@ structure whether or not an item is enabled: nominal values when off). ``apply_t
 replaces the matching fields of the physics' model pytree (``mjx.Model``, or MuJoCo C's
 ``MujocoModel``) inside the (vmapped) step, so the model becomes per-env under ``jax.vmap``; items
 that are switched off leave their fields shared (no cost in MJX).
-Servo kp is the exception: it is scaled through the servo setpoint (``physics.scaled_servo_setpoint``),
-which is exact and keeps the actuator fields shared.
+Servo kp is the exception: it goes to ``Physics.step`` as ``kp_scale``; MJX scales it through the
+servo setpoint (``physics.scaled_servo_setpoint``, exact within the control range, the actuator
+fields stay shared), MuJoCo C through each simulation's own servo gains.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def sample_params(key: jax.Array, cfg: RandomizationConfig, *, nbody: int, nu: i
 
 def apply_to_model(model: Any, p: dict[str, jax.Array], cfg: RandomizationConfig, dof_idx) -> Any:
     """The episode's model. Only enabled items touch the model (static Python branches); kp is
-    randomised through the servo setpoint instead (``kp_scale``)."""
+    randomised by ``Physics.step`` instead (``kp_scale``)."""
     if not cfg.enabled:
         return model
     upd = {}
