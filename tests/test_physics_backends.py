@@ -58,20 +58,27 @@ def stepped(phys, batch_inputs):
     return rollout, jax.device_get(rollout(model, data, ctrl, kp))
 
 
+def plain_mujoco(phys, model, i, kp=None):
+    """Env ``i`` of the batch as a plain MjModel (its model fields, servo gains scaled by ``kp``) and an
+    MjData at the home state."""
+    m = copy.copy(phys.mj_model)
+    for field in ("geom_friction", "body_mass", "body_inertia", "dof_frictionloss"):
+        getattr(m, field)[...] = np.asarray(getattr(model, field)[i], np.float64)
+    if kp is not None:
+        m.actuator_gainprm[:, 0] *= kp  # the servos of this env: gain kp * the model's
+        m.actuator_biasprm[:, 1] *= kp
+    d = mujoco.MjData(m)
+    d.qpos[:], d.qvel[:], d.qacc_warmstart[:] = (np.asarray(getattr(phys.home_data, f), np.float64)
+                                                 for f in ("qpos", "qvel", "qacc_warmstart"))
+    return m, d
+
+
 def test_each_env_steps_as_plain_mujoco_with_its_own_model_fields_and_kp(phys, batch_inputs, stepped):
     model, _, ctrl, kp = batch_inputs
     _, out = stepped
-    base = phys.mj_model
     assert not np.allclose(out.qpos[0], out.qpos[2], atol=1e-3)  # the envs' models and targets differ
     for i in range(N):
-        m = copy.copy(base)
-        for field in ("geom_friction", "body_mass", "body_inertia", "dof_frictionloss"):
-            getattr(m, field)[...] = np.asarray(getattr(model, field)[i], np.float64)
-        m.actuator_gainprm[:, 0] *= kp[i]  # the servos of this env: gain kp[i] * kp
-        m.actuator_biasprm[:, 1] *= kp[i]
-        d = mujoco.MjData(m)
-        d.qpos[:], d.qvel[:], d.qacc_warmstart[:] = (np.asarray(getattr(phys.home_data, f), np.float64)
-                                                     for f in ("qpos", "qvel", "qacc_warmstart"))
+        m, d = plain_mujoco(phys, model, i, kp[i])
         for c in ctrl[:, i]:
             d.ctrl[:] = c
             for _ in range(SUBSTEPS):
@@ -106,12 +113,7 @@ def test_a_step_without_kp_after_one_with_scaled_kp_runs_the_models_own_servos(p
     jax.block_until_ready(stepped[0](model, data, ctrl, kp))  # leaves kp scaled by 0.8 and 1.25
     one = jax.jit(jax.vmap(lambda m_, d, c: phys.step(m_, d, c, SUBSTEPS)))
     out = jax.device_get(one(model, data, ctrl[0]))
-    m = copy.copy(phys.mj_model)
-    for field in ("geom_friction", "body_mass", "body_inertia", "dof_frictionloss"):
-        getattr(m, field)[...] = np.asarray(getattr(model, field)[2], np.float64)
-    d = mujoco.MjData(m)
-    d.qpos[:], d.qvel[:], d.qacc_warmstart[:] = (np.asarray(getattr(phys.home_data, f), np.float64)
-                                                 for f in ("qpos", "qvel", "qacc_warmstart"))
+    m, d = plain_mujoco(phys, model, 2)
     d.ctrl[:] = ctrl[0, 2]
     for _ in range(SUBSTEPS):
         mujoco.mj_step(m, d)
