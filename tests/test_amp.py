@@ -361,6 +361,8 @@ def test_the_amp_walk_preset_matches_the_shipped_clips():
     env = typed_config([]).env.reward
     scaled = env.feet_phase_sigma * (cfg.env.reward.swing_height / env.swing_height) ** 2
     assert cfg.env.reward.feet_phase_sigma == pytest.approx(scaled, rel=0.05)
+    # ... and reads the soles' lowest points, whose peak is the clearance the clips hold and are judged by
+    assert cfg.env.reward.feet_phase_point == "lowest"
     # no term pulls towards the home pose, which neither the walking clips nor the standing one hold
     from wildrobot.robot import load_robot_description
 

@@ -86,6 +86,7 @@ def test_unknown_key_is_rejected_and_allowed_keys_listed(override, key):
         (["algo.lr_schedule=cosine"], "algo.lr_schedule", "adaptive_kl"),
         (["algo.policy.activation=gelu2"], "algo.policy.activation", "elu"),
         (["algo.discount=1.5"], "algo.discount", "(0, 1]"),
+        (["env.reward.feet_phase_point=toe"], "env.reward.feet_phase_point", "lowest"),
         (["algo=ppo_amp", "algo.style_reward_weight=0"], "algo.style_reward_weight", "algo=ppo"),
         (["algo=ppo_amp", "algo.reference_start_share=1.5"], "algo.reference_start_share", "[0, 1]"),
         (["algo=ppo_amp", "algo.style_ramp_iterations=-1"], "algo.style_ramp_iterations", ">= 0"),

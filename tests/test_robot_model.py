@@ -231,3 +231,25 @@ def test_flat_sole_yaw_relative_to_the_pelvis_is_atan_tan_roll_sin_pitch(model, 
     tilt, yaw = sole(*centre)
     assert tilt < 2e-3
     assert abs(yaw) == pytest.approx(math.atan(abs(math.tan(hip_roll)) * math.sin(hip_pitch)), abs=3e-3)
+
+
+def test_the_envs_sole_height_is_the_lowest_sole_point_the_gait_metrics_read(model, desc):
+    """``Physics.sole_height`` (feet_phase_point=lowest) against the motion tools' sole points, on
+    poses where the feet pitch and roll: the same clearance, and below the sole's centre when tilted."""
+    from wildrobot.envs.physics import MujocoPhysics
+    from wildrobot.motions.model import RobotModel
+
+    phys, robot = MujocoPhysics(desc), RobotModel(desc)
+    rng = np.random.default_rng(0)
+    d = mujoco.MjData(model)
+    for _ in range(5):
+        d.qpos[:] = phys.home_qpos
+        d.qpos[2] += 0.05
+        d.qpos[phys.qpos_idx] += rng.uniform(-0.4, 0.4, desc.num_joints)
+        mujoco.mj_kinematics(model, d)
+        view = phys.view(MujocoPhysics.arrays_of(d))
+        lowest = robot.sole_points(d)[..., 2].min(axis=-1)
+        centre = d.site_xpos[phys.foot_sites][:, 2]
+        got = np.asarray(phys.sole_height(view))
+        np.testing.assert_allclose(got, lowest, atol=1e-5)
+        assert np.all(got < centre - 1e-3)  # a tilted sole's lowest sphere sits below its centre

@@ -201,6 +201,22 @@ def test_reward_is_the_clipped_sum_of_the_logged_terms(env, wrapped):
     np.testing.assert_allclose(np.asarray(out.reward), np.maximum(terms, 0.0), rtol=1e-5, atol=1e-7)
 
 
+def test_feet_phase_reads_the_soles_centre_or_lowest_point_as_configured():
+    """A foot pitched in swing: centre at the clock's 25 mm peak, lowest point 12 mm lower. The
+    centre (the default) meets the target; the lowest point (the clearance the gait metrics read)
+    pays what a 12 mm shortfall costs, exp(-0.012^2 / sigma)."""
+    from wildrobot.envs.rewards import feet_phase
+    from wildrobot.envs.wildrobot_config import RewardConfig
+
+    c = {"moving": jnp.float32(1.0), "phase": jnp.array([np.pi / 2, -np.pi / 2]),
+         "foot_height": jnp.array([0.025, 0.0]), "sole_height": jnp.array([0.013, 0.0])}
+    centre = RewardConfig(swing_height=0.025, feet_phase_sigma=0.0008)
+    lowest = dataclasses.replace(centre, feet_phase_point="lowest")
+    assert centre.feet_phase_point == "centre"
+    assert float(feet_phase(c, centre)) == pytest.approx(1.0)
+    assert float(feet_phase(c, lowest)) == pytest.approx(np.exp(-0.012**2 / 0.0008), rel=1e-4)
+
+
 def test_the_mirror_maps_a_motion_onto_its_mirror_image():
     """Two robots from home: one with a command and random actions, the other with the mirrored
     command and mirrored actions. Every observation of the second is the mirror of the first's

@@ -176,6 +176,17 @@ class Physics:
         mujoco.mj_resetDataKeyframe(m, self.home_mjdata, self.home_key)
         mujoco.mj_forward(m, self.home_mjdata)
         self._kinematic_model = None  # made on first use by foot_pos_of
+        # each sole's contact spheres in its site's frame (rigid in the foot), and their radii, for
+        # sole_height; a foot with fewer spheres repeats its first, which leaves the lowest unchanged
+        d, most = self.home_mjdata, max(len(gs) for gs in self.foot_geoms)
+        offsets, radii = [], []
+        for site, gs in zip(self.foot_sites, self.foot_geoms):
+            gs = gs + gs[:1] * (most - len(gs))
+            rot = d.site_xmat[site].reshape(3, 3)
+            offsets.append([rot.T @ (d.geom_xpos[g] - d.site_xpos[site]) for g in gs])
+            radii.append([m.geom_size[g, 0] for g in gs])
+        self.sole_offsets = np.asarray(offsets, np.float32)  # (feet, spheres, 3)
+        self.sole_radii = np.asarray(radii, np.float32)  # (feet, spheres)
 
     def _load(self, desc: RobotDescription) -> mujoco.MjModel:
         return mujoco.MjModel.from_xml_path(desc.mjcf_path)
@@ -250,6 +261,13 @@ class Physics:
 
     def foot_pos(self, d) -> jax.Array:
         return d.site_xpos[self.foot_sites]
+
+    def sole_height(self, d) -> jax.Array:
+        """(feet,) height of each sole's lowest point (the bottom of its lowest contact sphere): the
+        clearance a swing has, which the sole's centre (``foot_pos``) overstates when the foot pitches."""
+        up = d.site_xmat[self.foot_sites][:, 2, :]  # world z of each site axis
+        spheres = jnp.einsum("fj,fpj->fp", up, self.sole_offsets) - self.sole_radii
+        return d.site_xpos[self.foot_sites][:, 2] + spheres.min(axis=-1)
 
     def foot_vel(self, d) -> jax.Array:
         """World linear velocity of the sole sites: v = v_c + w x (p - c) from the com-based cvel."""

@@ -75,9 +75,11 @@ def feet_air_time(c: Inputs, cfg: RewardConfig) -> jax.Array:
 
 
 def feet_phase(c: Inputs, cfg: RewardConfig) -> jax.Array:
-    """Sole heights following the gait clock (a half-sine swing per foot; flat when standing)."""
+    """Sole heights following the gait clock (a half-sine swing per foot; flat when standing): the
+    soles' centres, or their lowest points (``feet_phase_point``)."""
     target = c["moving"] * cfg.swing_height * jnp.maximum(jnp.sin(c["phase"]), 0.0)
-    err = jnp.sum(jnp.square(c["foot_height"] - target))
+    height = c["sole_height"] if cfg.feet_phase_point == "lowest" else c["foot_height"]
+    err = jnp.sum(jnp.square(height - target))
     return jnp.exp(-err / cfg.feet_phase_sigma)
 
 

@@ -352,6 +352,7 @@ class WildRobotEnv(Env):
             "contact_force": force,
             "contact": (force > self.cfg.reward.contact_threshold).astype(jnp.float32),
             "foot_height": p.foot_pos(data)[:, 2],
+            "sole_height": p.sole_height(data),
             "foot_vel": p.foot_vel(data),
             "phase": phases,
             "phase_obs": jnp.array([jnp.sin(phase), jnp.cos(phase)]),

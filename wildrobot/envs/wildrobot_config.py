@@ -74,6 +74,10 @@ class RewardConfig:
     air_time_max: float = 0.4  # s; longer swings earn no more
     swing_height: float = 0.04  # m; peak sole height of the gait clock's swing (feet_phase)
     feet_phase_sigma: float = 0.002  # m^2: exp(-sum of squared sole-height errors / sigma)
+    # which height of each sole feet_phase reads: "centre" (the sole site, the middle of its bottom
+    # face) or "lowest" (its lowest point, the clearance the gait metrics read: a foot that pitches in
+    # swing keeps its centre up and its toe or heel low)
+    feet_phase_point: str = "centre"
     contact_threshold: float = 2.0  # N per foot, as the robot's foot switches
     clip_at_zero: bool = True  # Playground-style: per-step sum clipped at 0 (falls end the income)
 
@@ -164,3 +168,5 @@ class WildRobotEnvConfig:
                 "auto (MuJoCo C on a CPU, MJX on a GPU), mjx or mujoco")
         require(self.sim.substeps >= 1, "env.sim.substeps", self.sim.substeps, "an integer >= 1")
         require(self.episode_length >= 1, "env.episode_length", self.episode_length, "an integer >= 1")
+        require(self.reward.feet_phase_point in ("centre", "lowest"), "env.reward.feet_phase_point",
+                self.reward.feet_phase_point, "centre (the sole site) or lowest (the sole's lowest point)")
