@@ -5,7 +5,7 @@ the same evaluation with the training disturbances on (randomisation, pushes, se
 delay: ``wildrobot.eval --randomize``), and the gait next to the shipped reference gaits
 (``wildrobot.eval.compare_gaits``) for the commands those clips realise.
 
-    uv run python bench/learn_walk.py [--algo ppo|ppo_amp] [--env-steps 20000000] [--num-envs 1024] [--out bench/results/learn_walk] [overrides...]
+    uv run python bench/learn_walk.py [--algo ppo|ppo_amp] [--env-steps 20000000] [--num-envs N] [--out bench/results/learn_walk] [overrides...]
     uv run python bench/learn_walk.py --evaluate-only RUN_DIR [--out DIR]   # the newest checkpoint of a run
 
 A run stopped early (Ctrl-C / SIGTERM saves a checkpoint) can be evaluated with --evaluate-only, or
@@ -44,7 +44,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", default="ppo", choices=("ppo", "ppo_amp"))
     p.add_argument("--env-steps", type=float, default=20e6)
-    p.add_argument("--num-envs", type=int, default=1024)
+    p.add_argument("--num-envs", type=int, default=None,
+                   help="trainer.num_envs; default: the config's (trainer=default's 512, or a preset's)")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--episodes", type=int, default=4, help="evaluation episodes per command")
     p.add_argument("--evaluations", type=int, default=20,
@@ -58,14 +59,15 @@ def main() -> None:
     if args.evaluate_only:
         evaluate(args.evaluate_only.absolute(), args.out, args.episodes, minutes=None, probe=None)
         return
-    base = load_config(["env=wildrobot", f"algo={args.algo}", f"trainer.num_envs={args.num_envs}", *args.overrides])
-    per_iteration = args.num_envs * base.algo.unroll_length
+    sized = [] if args.num_envs is None else [f"trainer.num_envs={args.num_envs}"]
+    base = load_config(["env=wildrobot", f"algo={args.algo}", *sized, *args.overrides])
+    per_iteration = base.trainer.num_envs * base.algo.unroll_length
     chunks = max(1, round(args.env_steps / per_iteration / args.log_every))
     iterations = chunks * args.log_every
     every = args.log_every * max(1, chunks // args.evaluations)
-    cfg = load_config(["env=wildrobot", f"algo={args.algo}", f"trainer.num_envs={args.num_envs}",
-                       f"trainer.iterations={iterations}", f"trainer.log_every={args.log_every}",
-                       f"trainer.eval_every={every}", f"trainer.checkpoint_every={every}", *args.overrides])
+    cfg = load_config(["env=wildrobot", f"algo={args.algo}", *sized, f"trainer.iterations={iterations}",
+                       f"trainer.log_every={args.log_every}", f"trainer.eval_every={every}",
+                       f"trainer.checkpoint_every={every}", *args.overrides])
     run_dir = args.out.absolute() / "run"
     start = time.perf_counter()
     trainer = trainer_class(cfg)(cfg, run_dir)

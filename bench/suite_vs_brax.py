@@ -3,7 +3,7 @@
 For each task: Brax's ``ppo.train`` with Playground's published settings for it
 (``mujoco_playground.config.dm_control_suite_params.brax_ppo_config``: 2048 envs, 16 epochs x 32
 minibatches of 1024 x 30 steps, discount 0.995, reward scale 10, ...), then this framework's PPO
-(``env=playground env.task=<task> experiment=suite``), both for the same env steps, both on
+(``env=playground env.task=<task> experiment=suite trainer.num_envs=1024``), both for the same env steps, both on
 Playground's own env with ``impl=jax``. Each side's return is the mean undiscounted return of 128
 deterministic full-length episodes of its final policy (Brax's own evaluator for Brax; ours:
 ``algo.num_eval_envs=128``), and its wall-clock time runs from the call that builds the trainer to
@@ -72,7 +72,7 @@ def our_side(task: str, env_steps: int, seed: int, overrides: list[str]) -> dict
     from wildrobot.dispatch import trainer_class
 
     base = ["env=playground", f"env.task={task}", "algo=ppo", "experiment=suite", f"seed={seed}",
-            f"algo.num_eval_envs={EVAL_EPISODES}", *overrides]
+            "trainer.num_envs=1024", f"algo.num_eval_envs={EVAL_EPISODES}", *overrides]
     probe = load_config(base)
     per_iteration = probe.trainer.num_envs * probe.algo.unroll_length
     log_every = max(1, round(env_steps / per_iteration / 10))  # ten progress lines

@@ -370,4 +370,8 @@ def test_the_amp_walk_preset_matches_the_shipped_clips():
     home = dict(zip(desc.joint_names, desc.home))
     assert max(abs(q - home[name]) for name, q in zip(stand.joint_names, stand.joint_pos.mean(axis=0))) > 0.1
     assert cfg.env.reward.weights.pose == 0 and cfg.env.reward.weights.stand_still == 0
+    # the batch and optimiser it was measured with, whatever trainer=default's and algo=ppo's have become since
+    assert (cfg.trainer.num_envs, cfg.trainer.iterations) == (1024, 1000)
+    assert (cfg.algo.learning_rate, cfg.algo.lr_schedule, cfg.algo.desired_kl, cfg.algo.num_minibatches) == (
+        pytest.approx(1e-3), "adaptive_kl", pytest.approx(0.01), 8)
     assert typed_config([]).algo.name == "ppo"  # the preset is opt-in
