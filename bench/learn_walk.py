@@ -2,8 +2,8 @@
 domain randomisation and pushes on, then a deterministic evaluation over the command grid
 vx ∈ {0, 0.1, 0.2, 0.3, 0.4} m/s × yaw rate ∈ {-0.5, 0, 0.5} rad/s (randomisation off, 20 s episodes),
 the same evaluation with the training disturbances on (randomisation, pushes, sensor noise, action
-delay: ``wildrobot.eval --randomize``; --robust-episodes episodes per command, 16 by default), and the gait next to the shipped reference gaits
-(``wildrobot.eval.compare_gaits``) for the commands those clips realise.
+delay: ``wildrobot.eval --randomize``; --robust-episodes episodes per command, 16 by default), and
+the gait next to the shipped reference gaits (``wildrobot.eval.compare_gaits``) for the commands those clips realise.
 
     uv run python bench/learn_walk.py [--algo ppo|ppo_amp] [--env-steps 20000000] [--num-envs N] [--out bench/results/learn_walk] [overrides...]
     uv run python bench/learn_walk.py --evaluate-only RUN_DIR [--out DIR]   # the newest checkpoint of a run
@@ -134,6 +134,7 @@ def evaluate(run_dir: Path, out: Path, episodes: int, robust_episodes: int, minu
     print("with randomisation, pushes, noise and delay as in training:")
     print(format_table(robust))
     rough = robust.overall()
+    n_robust = robust.commands.shape[0] * robust.episodes
     gait = gait_figures(loaded)
     out.mkdir(parents=True, exist_ok=True)
     plots = make_plots([str(run_dir)], out=out)
@@ -150,8 +151,7 @@ def evaluate(run_dir: Path, out: Path, episodes: int, robust_episodes: int, minu
           f"return={overall['return']:.2f} dtw={gait['dtw']:.3f} cadence_ratio={gait['cadence_ratio']:.3f} "
           f"stride_ratio={gait['stride_ratio']:.3f} clearance_ratio={gait['clearance_ratio']:.3f} "
           f"randomized_vx_err={rough['tracking/vx_error']:.3f} randomized_yaw_err={rough['tracking/yaw_rate_error']:.3f} "
-          f"randomized_falls_pct={100 * rough['fall']:.1f} randomized_falls={round(rough['fall'] * robust.commands.shape[0] * robust.episodes)}"
-          f"/{robust.commands.shape[0] * robust.episodes}")
+          f"randomized_falls_pct={100 * rough['fall']:.1f} randomized_falls={round(rough['fall'] * n_robust)}/{n_robust}")
 
 
 def gait_figures(loaded) -> dict:
