@@ -128,8 +128,11 @@ def test_symmetry_coef_on_an_env_without_a_mirror_is_switched_off_with_a_note():
 
 
 # A real training run on the stub env: learns the task in seconds.
+# algo.discount: the schema's 0.97, for which these 40 iterations were sized (algo=ppo's 0.98 was chosen on
+# WildRobot's falls; on the stub's 100-step episodes its value function explained 0.42 of the returns' variance here)
 STUB_RUN = ["env=stub", "algo=ppo", "trainer.num_envs=64", "algo.unroll_length=16", "trainer.iterations=40",
-            "trainer.log_every=10", "trainer.eval_every=20", "trainer.checkpoint_every=20", "trainer.progress=false"]
+            "trainer.log_every=10", "trainer.eval_every=20", "trainer.checkpoint_every=20", "trainer.progress=false",
+            "algo.discount=0.97"]
 
 
 @pytest.fixture(scope="module")

@@ -197,8 +197,35 @@ def test_reward_is_the_clipped_sum_of_the_logged_terms(env, wrapped):
     w, reset, step = wrapped
     state = reset(jax.random.split(jax.random.key(3), N))
     out = step(state, jax.random.uniform(jax.random.key(4), (N, env.action_size), minval=-1, maxval=1))
-    terms = sum(np.asarray(v) for k, v in out.metrics.items() if k.startswith("reward/"))
-    np.testing.assert_allclose(np.asarray(out.reward), np.maximum(terms, 0.0), rtol=1e-5, atol=1e-7)
+    after = [f"reward/{t}" for t in env.cfg.reward.unclipped_terms]
+    assert after == ["reward/termination"] and after[0] in out.metrics
+    terms = sum(np.asarray(v) for k, v in out.metrics.items() if k.startswith("reward/") and k not in after)
+    expected = np.maximum(terms, 0.0) + sum(np.asarray(out.metrics[k]) for k in after)
+    np.testing.assert_allclose(np.asarray(out.reward), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_the_fall_penalty_counts_after_the_clip_at_zero():
+    """A plain-Python reference: penalties that outweigh the income clip to 0, and the fall's penalty,
+    added after the clip, still counts; inside the clip (unclipped_terms=[]) it is lost."""
+    from wildrobot.envs.rewards import total
+    from wildrobot.envs.wildrobot_config import RewardConfig
+
+    terms = {"tracking_lin_vel": jnp.float32(0.03), "orientation": jnp.float32(-0.05),
+             "termination": jnp.float32(-4.0)}
+    assert float(total(terms, RewardConfig())) == pytest.approx(max(0.03 - 0.05, 0.0) - 4.0)
+    assert float(total(terms, RewardConfig(unclipped_terms=[]))) == pytest.approx(0.0)
+    assert float(total(terms, RewardConfig(clip_at_zero=False))) == pytest.approx(0.03 - 0.05 - 4.0)
+    income = {"tracking_lin_vel": jnp.float32(0.03), "termination": jnp.float32(0.0)}
+    assert float(total(income, RewardConfig())) == pytest.approx(0.03)
+
+
+def test_an_unknown_unclipped_term_is_refused_with_the_names():
+    from wildrobot.errors import ConfigError
+
+    cfg = WildRobotEnvConfig()
+    bad = dataclasses.replace(cfg, reward=dataclasses.replace(cfg.reward, unclipped_terms=["falls"]))
+    with pytest.raises(ConfigError, match=r"unclipped_terms.*termination.*'falls' is not one"):
+        bad.validate()
 
 
 def test_feet_phase_reads_the_soles_centre_or_lowest_point_as_configured():

@@ -4,7 +4,8 @@ Every term takes ``c`` (a dict of arrays the env builds once per step in ``WildR
 step's ``quantities``, the command and actions, the feet's touchdowns and air time, the fall flag)
 and the ``RewardConfig``, and returns an unweighted scalar.
 The env multiplies each by its weight and the control dt, logs it as ``reward/<name>``, and sums
-(clipping the sum at 0 when ``clip_at_zero``, as MuJoCo Playground does for its humanoids).
+(clipping the sum at 0 when ``clip_at_zero``, as MuJoCo Playground does for its humanoids, and
+adding the ``unclipped_terms`` after the clip).
 Positive weights reward, negative weights penalise.
 """
 
@@ -124,5 +125,9 @@ def weighted_terms(c: Inputs, cfg: RewardConfig, dt: float) -> dict[str, jax.Arr
 
 
 def total(terms: dict[str, jax.Array], cfg: RewardConfig) -> jax.Array:
-    r = sum(terms.values(), jnp.zeros((), jnp.float32))
-    return jnp.maximum(r, 0.0) if cfg.clip_at_zero else r
+    """The step reward: the terms' sum, clipped at 0 when ``clip_at_zero``, plus the
+    ``unclipped_terms`` (the fall penalty by default), which count whatever the others sum to."""
+    zero = jnp.zeros((), jnp.float32)
+    r = sum((v for k, v in terms.items() if k not in cfg.unclipped_terms), zero)
+    r = jnp.maximum(r, 0.0) if cfg.clip_at_zero else r
+    return r + sum((v for k, v in terms.items() if k in cfg.unclipped_terms), zero)

@@ -80,6 +80,9 @@ class RewardConfig:
     feet_phase_point: str = "centre"
     contact_threshold: float = 2.0  # N per foot, as the robot's foot switches
     clip_at_zero: bool = True  # Playground-style: per-step sum clipped at 0 (falls end the income)
+    # terms added after that clip, so they count even when the others' sum is held at 0: a fall's
+    # penalty inside the clip cost nothing to a stumbling robot whose penalties already held it there
+    unclipped_terms: List[str] = field(default_factory=lambda: ["termination"])
 
 
 @dataclass
@@ -168,5 +171,9 @@ class WildRobotEnvConfig:
                 "auto (MuJoCo C on a CPU, MJX on a GPU), mjx or mujoco")
         require(self.sim.substeps >= 1, "env.sim.substeps", self.sim.substeps, "an integer >= 1")
         require(self.episode_length >= 1, "env.episode_length", self.episode_length, "an integer >= 1")
+        terms = RewardWeights.__dataclass_fields__
+        for t in self.reward.unclipped_terms:
+            require(t in terms, "env.reward.unclipped_terms", list(self.reward.unclipped_terms),
+                    f"names of reward terms ({', '.join(terms)}); {t!r} is not one")
         require(self.reward.feet_phase_point in ("centre", "lowest"), "env.reward.feet_phase_point",
                 self.reward.feet_phase_point, "centre (the sole site) or lowest (the sole's lowest point)")
