@@ -7,7 +7,7 @@ Only OmegaConf-friendly types: int, float, bool, str, Optional, lists, nested da
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import List, Optional
 
 from wildrobot.errors import require
@@ -171,7 +171,7 @@ class WildRobotEnvConfig:
                 "auto (MuJoCo C on a CPU, MJX on a GPU), mjx or mujoco")
         require(self.sim.substeps >= 1, "env.sim.substeps", self.sim.substeps, "an integer >= 1")
         require(self.episode_length >= 1, "env.episode_length", self.episode_length, "an integer >= 1")
-        terms = RewardWeights.__dataclass_fields__
+        terms = [f.name for f in fields(RewardWeights)]
         for t in self.reward.unclipped_terms:
             require(t in terms, "env.reward.unclipped_terms", list(self.reward.unclipped_terms),
                     f"names of reward terms ({', '.join(terms)}); {t!r} is not one")
