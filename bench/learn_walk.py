@@ -3,7 +3,9 @@ domain randomisation and pushes on, then a deterministic evaluation over the com
 vx ∈ {0, 0.1, 0.2, 0.3, 0.4} m/s × yaw rate ∈ {-0.5, 0, 0.5} rad/s (randomisation off, 20 s episodes),
 the same evaluation with the training disturbances on (randomisation, pushes, sensor noise, action
 delay: ``wildrobot.eval --randomize``; --robust-episodes episodes per command, 16 by default), and
-the gait next to the shipped reference gaits (``wildrobot.eval.compare_gaits``) for the commands those clips realise.
+the gait next to reference gaits (``wildrobot.eval.compare_gaits``) for the commands those clips realise:
+--reference, by default the shipped clips without turning (``walk/no_turning.yaml``, the set every
+gait figure of docs/benchmarks.md was measured on; ``walk/manifest.yaml`` adds the ±0.1 rad/s turns).
 
     uv run python bench/learn_walk.py [--algo ppo|ppo_amp] [--env-steps 20000000] [--num-envs N] [--out bench/results/learn_walk] [overrides...]
     uv run python bench/learn_walk.py --evaluate-only RUN_DIR [--out DIR]   # the newest checkpoint of a run
@@ -54,13 +56,17 @@ def main() -> None:
     p.add_argument("--evaluations", type=int, default=20,
                    help="evaluations on the command grid during the run (the cadence of minutes to walk)")
     p.add_argument("--out", type=Path, default=Path("bench/results/learn_walk"))
+    p.add_argument("--reference", default="walk/no_turning.yaml",
+                   help="the clips to compare the gait with: a dataset path, or one of the shipped datasets "
+                        "(wildrobot/motions/data) by its relative path")
     p.add_argument("--evaluate-only", type=Path, metavar="RUN_DIR", help="skip training: evaluate this run's newest checkpoint")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = p.parse_args()
     configure_jax()
 
     if args.evaluate_only:
-        evaluate(args.evaluate_only.absolute(), args.out, args.episodes, args.robust_episodes, minutes=None, probe=None)
+        evaluate(args.evaluate_only.absolute(), args.out, args.episodes, args.robust_episodes, minutes=None, probe=None,
+                 reference=args.reference)
         return
     sized = [] if args.num_envs is None else [f"trainer.num_envs={args.num_envs}"]
     base = load_config(["env=wildrobot", f"algo={args.algo}", *sized, *args.overrides])
@@ -80,8 +86,9 @@ def main() -> None:
         raise SystemExit(code)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "walk_progress.json").write_text(json.dumps(probe.rows, indent=2))
-    evaluate(run_dir, args.out, args.episodes, args.robust_episodes, minutes=(time.perf_counter() - start) / 60,
-             probe=probe)
+    # the run it wrote: trainer.resume=<run> continues (and writes) that run, not --out's
+    evaluate(trainer.out_dir, args.out, args.episodes, args.robust_episodes,
+             minutes=(time.perf_counter() - start) / 60, probe=probe, reference=args.reference)
 
 
 class WalkProbe:
@@ -122,7 +129,7 @@ class WalkProbe:
 
 
 def evaluate(run_dir: Path, out: Path, episodes: int, robust_episodes: int, minutes: float | None,
-             probe: WalkProbe | None) -> None:
+             probe: WalkProbe | None, reference: str) -> None:
     loaded = load_run(run_dir)
     results = evaluate_policy(loaded, episodes=episodes, key=jax.random.key(12345))
     print(format_table(results))
@@ -135,7 +142,7 @@ def evaluate(run_dir: Path, out: Path, episodes: int, robust_episodes: int, minu
     print(format_table(robust))
     rough = robust.overall()
     n_robust = robust.commands.shape[0] * robust.episodes
-    gait = gait_figures(loaded)
+    gait = gait_figures(loaded, reference)
     out.mkdir(parents=True, exist_ok=True)
     plots = make_plots([str(run_dir)], out=out)
     (out / "evaluation.json").write_text(json.dumps({**results.to_dict(), "gait": gait["rows"],
@@ -154,18 +161,19 @@ def evaluate(run_dir: Path, out: Path, episodes: int, robust_episodes: int, minu
           f"randomized_falls_pct={100 * rough['fall']:.1f} randomized_falls={round(rough['fall'] * n_robust)}/{n_robust}")
 
 
-def gait_figures(loaded) -> dict:
-    """The policy's gait next to the shipped reference clips, one 20 s episode per clip command
+def gait_figures(loaded, reference: str) -> dict:
+    """The policy's gait next to the ``reference`` clips, one 20 s episode per clip command
     (``wildrobot.motions.compare.summarize``: mean DTW, and cadence, stride and clearance ratios)."""
     import numpy as np
 
     from wildrobot.motions.clip import dataset_files, read_clip
     from wildrobot.motions.compare import summarize
-    from wildrobot.motions.features import BUILTIN_DATASET
+    from wildrobot.motions.features import find_dataset
 
-    commands = np.array([read_clip(f).command for f, _ in dataset_files(BUILTIN_DATASET)], np.float32)
+    dataset = find_dataset(reference)
+    commands = np.array([read_clip(f).command for f, _ in dataset_files(dataset)], np.float32)
     res = evaluate_policy(loaded, commands=commands, episodes=1, key=jax.random.key(54321), record=True)
-    rows = compare_gaits(res, loaded.env, BUILTIN_DATASET)
+    rows = compare_gaits(res, loaded.env, dataset)
     print(format_gait_table(rows))
     return {"rows": rows, **summarize(rows)}
 

@@ -208,6 +208,27 @@ def test_the_shipped_library_is_what_the_generator_writes(library):
     assert "stand.npz" in names and name in names
 
 
+def test_turning_pivots_the_stance_soles_within_the_checks_and_faster_turns_are_refused(robot, tmp_path):
+    """Without a hip yaw the generator turns the robot by pivoting each stance sole about its centre
+    with the heading: 0.1 rad/s passes every check (a sole point may move 5 mm in a stance) and is
+    what the shipped library holds; 0.25 rad/s pivots 2.5 times as far and is refused, saying why."""
+    from wildrobot.motions.features import BUILTIN_DATASET
+    from wildrobot.motions.generator import GaitSettings
+    from wildrobot.motions.library import generate_one
+
+    turn = generate_one((0.0, 0.0, 0.1), GaitSettings(), tmp_path)
+    assert turn.file == "walk_vx+0.00_vy+0.00_yaw+0.10.npz", turn.why
+    clip = read_clip(tmp_path / turn.file)
+    report = check_clip(clip, robot)
+    assert report.passed and abs(report.descriptors["turning_rate"] - 0.1) < 0.02
+    assert abs(report.descriptors["speed_vx"]) < 0.02
+    shipped = read_clip(BUILTIN_DATASET.parent / turn.file)
+    for field in ("joint_pos", "root_pos", "root_quat", "foot_contact", "command"):
+        np.testing.assert_allclose(getattr(shipped, field), getattr(clip, field), atol=1e-6, err_msg=field)
+    fast = generate_one((0.0, 0.0, 0.25), GaitSettings(), tmp_path)
+    assert fast.file is None and "stance feet do not slide" in fast.why and "pivoting each stance sole" in fast.why
+
+
 def test_a_still_pose_passes_and_its_zmp_is_under_the_com(robot):
     from wildrobot.motions.checks import inverse_dynamics, kinematics
 

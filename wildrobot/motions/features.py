@@ -13,9 +13,23 @@ from wildrobot.motions.clip import Clip, MotionError
 from wildrobot.motions.loader import load_dataset, resample
 from wildrobot.motions.model import RobotModel
 
-# The gait library that ships with the package (``python -m wildrobot.motions generate`` on the
-# default grid, the commands it realises): what algo=ppo_amp uses without algo.motion_dataset.
-BUILTIN_DATASET = Path(__file__).parent / "data" / "walk" / "manifest.yaml"
+# The datasets that ship with the package; a relative algo.motion_dataset that is not found in the
+# working directory is looked up here (find_dataset).
+SHIPPED = Path(__file__).parent / "data"
+# The gait library (``python -m wildrobot.motions generate`` on the default grid, the commands it
+# realises): what algo=ppo_amp uses without algo.motion_dataset.
+BUILTIN_DATASET = SHIPPED / "walk" / "manifest.yaml"
+
+
+def find_dataset(dataset: str | Path) -> Path:
+    """A dataset path made absolute: the gait library when empty; a relative path from the working
+    directory or, when it is not there, from the datasets that ship (e.g. ``walk/no_turning.yaml``)."""
+    if not str(dataset):
+        return BUILTIN_DATASET
+    path = Path(dataset).expanduser()
+    if not path.is_absolute() and not path.exists() and (SHIPPED / path).exists():
+        return SHIPPED / path
+    return path.absolute()
 
 
 def reference_features(env, clip: Clip) -> np.ndarray:

@@ -4,9 +4,11 @@ feet with clearance, and inverse kinematics on the robot's own MuJoCo model (min
 IK with joint limits, on the MJCF itself). docs/motions.md says why these choices.
 
 ``generate_clip(desc, command)`` plans a walk from standing, solves it, and keeps whole gait
-cycles from its steady part: a loopable clip. What the robot cannot do (it has no hip yaw, so its
-turning is bounded) is not hidden: ``wildrobot.motions.checks`` compares every clip's realised
-speed and turning with its command, and the ``generate`` command refuses a clip that misses it.
+cycles from its steady part: a loopable clip. The robot has no hip yaw, so it turns by pivoting
+each stance sole about its centre with the heading; what it cannot do is not hidden:
+``wildrobot.motions.checks`` bounds that pivot (a sole point may move a few mm in a stance) and
+compares every clip's realised speed and turning with its command, and the ``generate`` command
+refuses a clip that fails a check.
 """
 
 from __future__ import annotations
@@ -161,12 +163,16 @@ class Walker:
 
         side = np.array([1.0, -1.0])  # left, right
         starts = s.standing_s + np.arange(steps + 1) * s.step_time
-        # footholds: foot k is down from placement[j] until it swings at its next step
+        # footholds: foot k is down from its touchdown until it swings at its next step. Without a hip
+        # yaw the legs cannot turn the pelvis over a planted sole (docs/environment.md), so a sole on
+        # the floor pivots about its centre with the heading: its yaw is the heading plus what it had
+        # at touchdown (the checks bound the pivot by how far the sole's points move)
         feet = np.zeros((len(t), 2, 4))
         contact = np.ones((len(t), 2))
-        pose = [np.array([*self.sole_home[k, :2], 0.0]) for k in range(2)]  # x, y, yaw
+        pose = [np.array([*self.sole_home[k, :2], 0.0]) for k in range(2)]  # x, y, yaw - heading at touchdown
         for k in range(2):
             feet[:, k] = [*pose[k][:2], self.sole_z, 0.0]
+            feet[:, k, 3] = heading
         zmp = np.tile(start, (len(t), 1))
         standing = not np.any(np.asarray(command))  # standing still: no steps, the CoM over both feet
         for i in range(0 if standing else steps):
@@ -174,9 +180,10 @@ class Walker:
             stance = 1 - swing
             t0, t1 = starts[i], starts[i + 1]
             lift = t0 + s.double_support * s.step_time
-            # the swing foot lands where the path will be half a step after this step ends
+            # the swing foot lands where the path will be half a step after this step ends, with the
+            # heading of its touchdown
             centre, yaw = at(t1 + 0.5 * s.step_time)
-            land = np.array([*(centre + _rot2(yaw) @ np.array([0.0, side[swing] * self.half_width])), yaw])
+            land = np.array([*(centre + _rot2(yaw) @ np.array([0.0, side[swing] * self.half_width])), at(t1)[1]])
             during = (t >= t0) & (t < t1)
             # ZMP: from wherever it was onto the stance sole during double support, then on it
             prev = zmp[np.searchsorted(t, t0) - 1] if i else start
@@ -187,7 +194,8 @@ class Walker:
             sw = during & (t >= lift)
             phase = (t[sw] - lift) / (t1 - lift)
             ease = _smooth(phase)[:, None]
-            a, b = pose[swing], land
+            a, b = pose[swing].copy(), land
+            a[2] += at(lift)[1]  # its yaw at lift-off
             yaw_b = a[2] + np.angle(np.exp(1j * (b[2] - a[2])))
             feet[sw, swing, :2] = a[:2] + ease * (b[:2] - a[:2])
             feet[sw, swing, 2] = self.sole_z + s.swing_height * 64 * (phase * (1 - phase)) ** 3
@@ -195,7 +203,8 @@ class Walker:
             contact[sw, swing] = 0.0
             after = t >= t1
             feet[after, swing] = [*b[:2], self.sole_z, yaw_b]
-            pose[swing] = np.array([b[0], b[1], yaw_b])
+            feet[after, swing, 3] += heading[after] - at(t1)[1]
+            pose[swing] = np.array([b[0], b[1], yaw_b - at(t1)[1]])
         height = self.com_home[2]
         n = int(round(t_end * s.rate))
         com = np.stack([preview_control(zmp[:, k], dt, height, horizon, self.com_home[k]) for k in range(2)], -1)
@@ -212,25 +221,22 @@ class Walker:
         the plan's CoM path (an outer correction of its offset from the CoM, carried from frame to
         frame); each sole is placed flat at its target. The robot has no hip yaw: a sole's heading
         follows from hip pitch and roll, so headings are soft targets, and a foot on the floor keeps
-        the heading it touched down with."""
+        the heading it touched down with, turned by the plan's pivot since then."""
         mink = self.mink
         cfg = self.configuration
         cfg.update(self.home_qpos.copy())
         out = np.zeros((len(frames), self.model.nq))
-        held: list[Optional[float]] = [None, None]  # the heading each foot touched down with
-        # Walking straight, the pelvis keeps the path's heading. Turning, a stance sole must not turn
-        # on the floor, so the pelvis turns only as far as the stance leg lets it (soft heading).
-        turning = bool(np.ptp(plan.heading) > 1e-9)
-        pelvis_yaw_cost, stance_yaw_cost = (0.5, 100.0) if turning else (10.0, 20.0)
-        self.tasks["pelvis"].set_orientation_cost([100.0, 100.0, pelvis_yaw_cost])
+        # each foot's (solved, planned) heading at its touchdown
+        held: list[Optional[tuple[float, float]]] = [None, None]
+        stance_yaw_cost = 20.0  # against the pelvis's 10: a planted sole turns only as the plan pivots it
         offset = self.data.xpos[self.robot.root_body][:2] - self.com_home[:2]  # pelvis minus CoM
         for n, i in enumerate(frames):
             for k, name in enumerate(("left", "right")):
                 x, y, z, foot_yaw = plan.feet[i, k]
                 if plan.contact[i, k]:
                     if held[k] is None:
-                        held[k] = self._site_yaw(k) if n else foot_yaw
-                    foot_yaw = held[k]
+                        held[k] = (self._site_yaw(k) if n else foot_yaw, foot_yaw)
+                    foot_yaw = held[k][0] + foot_yaw - held[k][1]
                 else:
                     held[k] = None
                 self.tasks[name].set_target(mink.SE3.from_rotation_and_translation(

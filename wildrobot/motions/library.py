@@ -13,7 +13,7 @@ from wildrobot.motions.clip import MotionError, save_clip, write_manifest
 from wildrobot.motions.generator import GaitSettings
 
 DEFAULT_VX = (0.0, 0.1, 0.2, 0.3, 0.4)
-DEFAULT_YAW = (-0.5, -0.25, 0.0, 0.25, 0.5)
+DEFAULT_YAW = (-0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5)
 DEFAULT_LATERAL = ((0.0, 0.1, 0.0), (0.0, -0.1, 0.0), (0.2, 0.1, 0.0), (0.2, -0.1, 0.0))
 
 
@@ -54,7 +54,12 @@ def generate_one(command: Sequence[float], settings: GaitSettings, out: str | Pa
         return Generated(command, None, str(e))
     report = check_clip(clip, _WORKER["robot"])
     if not report.passed:
-        return Generated(command, None, "; ".join(f"{c.name}: {c.value}" for c in report.failures), report.descriptors)
+        why = "; ".join(f"{c.name}: {c.value}" for c in report.failures)
+        if command[2] and any(c.name == "stance feet do not slide" for c in report.failures):
+            pivot = abs(command[2]) * settings.step_time * (1 + settings.double_support)
+            why += (f" (without a hip yaw the robot turns by pivoting each stance sole about its centre, "
+                    f"{pivot:.3f} rad a stance here: a faster turn than the check allows needs a sliding foot)")
+        return Generated(command, None, why, report.descriptors)
     return Generated(command, save_clip(Path(out) / f"{clip.name}.npz", clip).name, "", report.descriptors)
 
 

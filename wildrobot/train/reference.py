@@ -17,16 +17,17 @@ from wildrobot.envs.core import Env
 from wildrobot.errors import ConfigError
 from wildrobot.motions.clip import Clip, MotionError
 from wildrobot.motions.compare import compare_with_clip, summarize
-from wildrobot.motions.features import BUILTIN_DATASET, ReferenceData, reference_data
+from wildrobot.motions.features import BUILTIN_DATASET, ReferenceData, find_dataset, reference_data
 from wildrobot.motions.model import RobotModel
 
 PARITY_TOLERANCE = 1e-4  # float32 features of the same state through two routes
 
 
 def dataset_path(cfg: Config) -> Path:
-    """``algo.motion_dataset`` as an absolute path (the gait library that ships when empty)."""
-    dataset = cfg.algo.motion_dataset
-    return Path(dataset).expanduser().absolute() if dataset else BUILTIN_DATASET
+    """``algo.motion_dataset`` as an absolute path: the gait library that ships when empty; a
+    relative path from the working directory, or, when it is not there, from the datasets that ship
+    with the package (``wildrobot/motions/data``: e.g. ``walk/no_turning.yaml``)."""
+    return find_dataset(cfg.algo.motion_dataset)
 
 
 def load_reference(cfg: Config, env: Env) -> ReferenceData:
