@@ -407,6 +407,12 @@ def test_eval_compares_a_policys_gait_with_the_reference(wildrobot_run, library,
     assert code == 0, out
     assert "Gait vs reference" in out and "walk_vx+0.20_vy+0.00_yaw+0.00" in out
     assert out.count("walk_vx+0.20") == 1  # 0.4 m/s has no reference within 0.05: not listed
+    # a shipped dataset by its path under wildrobot/motions/data, with its turning clips
+    code = main([str(wildrobot_run), "--steps", "80", "--commands", "0,0,0.1", "--video", "none", "--json", "none",
+                 "--reference", "walk/manifest.yaml"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "walk_vx+0.00_vy+0.00_yaw+0.10" in out
 
 
 def test_generate_help_states_the_generators_own_defaults():

@@ -378,7 +378,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="a robustness evaluation: domain randomisation, pushes, sensor noise and action delay on, as "
                         "the run trained (their draws fixed by --seed); default: all off")
     p.add_argument("--reference", default=None, help="a motion dataset (folder, manifest or clip) to compare the "
-                                                      "policy's gait with, per command (docs/motions.md)")
+                                                      "policy's gait with, per command, or a shipped one by its path "
+                                                      "under wildrobot/motions/data (walk/manifest.yaml; docs/motions.md)")
     return p
 
 
@@ -460,7 +461,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UsageError(f"--reference needs a robot env; this run trained env '{loaded.cfg.env.name}'")
         res = evaluate_policy(loaded, commands, args.episodes, jax.random.key(args.seed), args.steps,
                               record=(want_video or bool(args.reference)) and has_model, env=env)
-        gait = compare_gaits(res, env, args.reference) if args.reference else None
+        if args.reference:
+            from wildrobot.motions.features import find_dataset
+
+            gait = compare_gaits(res, env, find_dataset(args.reference))
+        else:
+            gait = None
     except (UsageError, LoadError, MotionError) as e:
         print(f"Error: {e}", file=sys.stderr)
         return 2
