@@ -240,14 +240,19 @@ def test_a_robustness_evaluation_has_the_training_disturbances_with_draws_fixed_
         assert getattr(disturbed, group).enabled and not getattr(clean, group).enabled
     assert disturbed.randomization.action_delay.enabled
 
-    def overall(*flags):
+    def evaluate(*flags):
         out = tmp_path / f"{len(list(tmp_path.iterdir()))}.json"
         code = main([str(wildrobot_run), "--steps", "40", "--commands", "0.2,0,0;0,0,0.5", "--episodes", "2",
                      "--video", "none", "--json", str(out), *flags])
-        assert code == 0, capsys.readouterr().out
-        return json.loads(out.read_text())["overall"]
+        printed = capsys.readouterr().out
+        assert code == 0, printed
+        return json.loads(out.read_text()), printed
 
-    first, again, clean_run = overall("--randomize"), overall("--randomize"), overall()
-    assert "as in training" in capsys.readouterr().out
-    assert first == again
-    assert first["return"] != clean_run["return"]
+    (first, printed), (again, _), (clean_run, clean_printed) = evaluate("--randomize"), evaluate("--randomize"), evaluate()
+    assert "as in training" in printed
+    # the table and the JSON say which disturbances the episodes had
+    assert "deterministic policy, randomization, push, noise on" in printed and "no randomisation" not in printed
+    assert first["disturbances"] == ["randomization", "push", "noise"] and clean_run["disturbances"] == []
+    assert "deterministic policy, no randomisation/pushes/noise" in clean_printed
+    assert first["overall"] == again["overall"]
+    assert first["overall"]["return"] != clean_run["overall"]["return"]

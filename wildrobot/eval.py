@@ -55,6 +55,7 @@ class EvalResults:
     steps: int  # control steps per episode (the limit)
     dt: float
     per_episode: dict[str, np.ndarray]  # each (C, episodes)
+    disturbances: tuple[str, ...] = ()  # the env's disturbance groups switched on (randomization, push, noise)
     recording: Optional[dict[str, np.ndarray]] = field(default=None, repr=False)  # video rollout
 
     @property
@@ -83,6 +84,7 @@ class EvalResults:
             "episodes_per_command": self.episodes,
             "episode_steps": self.steps,
             "dt": self.dt,
+            "disturbances": list(self.disturbances),
             "command_labels": list(self.labels),
             "overall": self.overall(),
             "per_command": [
@@ -125,8 +127,10 @@ class GridEvaluation:
         import jax
 
         from wildrobot.algos.evaluation import run_episodes
+        from wildrobot.envs.factory import disturbances_on
 
         self.env, self.env_name = env, env_name
+        self.disturbances = disturbances_on(env.cfg) if hasattr(env, "cfg") else ()
         self.labels = tuple(env.command_labels)
         self.commands = default_commands(env, env_name) if commands is None else np.asarray(commands, np.float32)
         if self.commands.ndim != 2 or self.commands.shape[1] != len(self.labels):
@@ -179,7 +183,7 @@ class GridEvaluation:
             }
         return EvalResults(env_name=self.env_name, step=int(step), commands=self.commands, labels=self.labels,
                            episodes=episodes, steps=self.steps, dt=float(env.dt), per_episode=per_episode,
-                           recording=recording)
+                           disturbances=self.disturbances, recording=recording)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -252,7 +256,7 @@ def format_table(res: EvalResults) -> str:
     head = f"{'#':>3}  {'(' + ' '.join(res.labels) + ')':<{cmd_w}}" + "".join(f"{c:>{w}}" for c, w in zip(cols, widths))
     lines = [f"Evaluation of {res.env_name} at step {res.step}: {len(res.commands)} commands x {res.episodes} "
              f"episode(s), {res.steps} steps ({res.steps * res.dt:.1f} s) each, deterministic policy, "
-             f"no randomisation/pushes/noise",
+             + (f"{', '.join(res.disturbances)} on" if res.disturbances else "no randomisation/pushes/noise"),
              head, "-" * len(head)]
 
     def row(idx: str, cmd: str, vals: dict[str, float]) -> str:
