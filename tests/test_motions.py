@@ -229,6 +229,46 @@ def test_turning_pivots_the_stance_soles_within_the_checks_and_faster_turns_are_
     assert fast.file is None and "stance feet do not slide" in fast.why and "pivoting each stance sole" in fast.why
 
 
+@pytest.mark.parametrize("ramp", [0.05, 0.1, 0.25])
+def test_the_ramped_swing_profile_has_the_peak_acceleration_it_claims(ramp):
+    """0 -> 1 at rest at both ends, point-symmetric, peak acceleration 4 / (1 - 2 ramp) (a bang-bang
+    profile's 4 when the ramps vanish; the quintic ease has 5.77)."""
+    from wildrobot.motions.generator import _ramped, _smooth
+
+    p = np.linspace(0.0, 1.0, 4001)
+    x = _ramped(p, ramp)
+    v, a = np.gradient(x, p), np.gradient(np.gradient(x, p), p)
+    assert x[0] == 0.0 and x[-1] == pytest.approx(1.0)
+    assert abs(v[0]) < 1e-3 and abs(v[-1]) < 1e-3
+    np.testing.assert_allclose(x + x[::-1], 1.0, atol=1e-9)
+    assert a[5:-5].max() == pytest.approx(4.0 / (1.0 - 2.0 * ramp), rel=1e-2)
+    assert np.abs(np.gradient(np.gradient(_smooth(p), p), p)).max() == pytest.approx(10 / np.sqrt(3), rel=1e-2)
+
+
+def test_a_walk_over_the_servos_torque_is_tried_again_as_a_faster_walk(robot, tmp_path):
+    """0.3 m/s needs more than 4 N m at the swing hip with the default settings; the shorter double
+    support and the ramped swing bring it under the limit on 95 % of frames, the clip passes every
+    check and is the shipped one. 0.4 m/s fails both ways and is refused with both reasons."""
+    from wildrobot.motions.features import BUILTIN_DATASET
+    from wildrobot.motions.generator import GaitSettings, generate_clip
+    from wildrobot.motions.library import faster_settings, generate_one
+
+    plain = check_clip(generate_clip(DESC, (0.3, 0.0, 0.0), GaitSettings()), robot)
+    assert "torques within the servo limit" in _failed(plain)
+    walk = generate_one((0.3, 0.0, 0.0), GaitSettings(), tmp_path)
+    assert walk.file == "walk_vx+0.30_vy+0.00_yaw+0.00.npz" and walk.faster, walk.why
+    clip = read_clip(tmp_path / walk.file)
+    assert check_clip(clip, robot).passed
+    np.testing.assert_array_equal(clip.joint_pos, generate_clip(DESC, (0.3, 0.0, 0.0),
+                                                                faster_settings(GaitSettings())).joint_pos)
+    shipped = read_clip(BUILTIN_DATASET.parent / walk.file)
+    for field in ("joint_pos", "root_pos", "root_quat", "foot_contact", "command"):
+        np.testing.assert_allclose(getattr(shipped, field), getattr(clip, field), atol=1e-6, err_msg=field)
+    fast = generate_one((0.4, 0.0, 0.0), GaitSettings(), tmp_path)
+    assert fast.file is None and "as a faster walk" in fast.why
+    assert fast.why.count("torques within the servo limit") == 2
+
+
 def test_a_still_pose_passes_and_its_zmp_is_under_the_com(robot):
     from wildrobot.motions.checks import inverse_dynamics, kinematics
 

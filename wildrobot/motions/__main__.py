@@ -54,8 +54,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         cmd = " ".join(f"{c:+.2f}" for c in r.command)
         if r.file:
             d = r.descriptors
+            faster = "  as a faster walk (5 % double support, ramped swing)" if r.faster else ""
             print(f"{cmd:<24} {r.file:<36} {d['cadence']:6.2f} {d['stride_length']:7.3f} {d['speed_vx']:6.3f} "
-                  f"{d['turning_rate']:+8.3f}")
+                  f"{d['turning_rate']:+8.3f}{faster}")
         else:
             print(f"{cmd:<24} NOT REALISED: {r.why}")
     written = sum(bool(r.file) for r in results)

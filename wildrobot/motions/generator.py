@@ -41,6 +41,11 @@ class GaitSettings:
     rate: float = 200.0  # Hz of the plan, the preview controller and the IK
     preview_s: float = 1.2  # the preview controller's horizon
     corrections: int = 2  # passes of the multibody ZMP correction (Kajita's dynamics filter)
+    # the swing foot's path along the floor: None for the quintic ease (peak acceleration 5.77 d/T^2
+    # over a swing of length d and time T); a share r of the swing for a jerk-limited profile whose
+    # acceleration ramps up and down over r at either end of each half (peak 4 / (1 - 2r) d/T^2, 4.44
+    # at 0.05): less torque at the swing hip for the same step (faster walks)
+    swing_ramp: Optional[float] = None
 
 
 @dataclass
@@ -60,6 +65,18 @@ def _smooth(s: np.ndarray) -> np.ndarray:
     """Quintic ease 0 -> 1 with zero velocity and acceleration at both ends."""
     s = np.clip(s, 0.0, 1.0)
     return s ** 3 * (10 - 15 * s + 6 * s ** 2)
+
+
+def _ramped(s: np.ndarray, ramp: float, n: int = 4001) -> np.ndarray:
+    """Ease 0 -> 1 with zero velocity at both ends whose acceleration is a trapezoid on each half
+    (rising and falling over ``ramp`` of the whole), integrated twice on a fine grid."""
+    p = np.linspace(0.0, 1.0, n)
+    q = np.where(p < 0.5, p, p - 0.5)
+    trapezoid = np.minimum(1.0, np.minimum(q, 0.5 - q) / ramp)
+    acc = np.where(p < 0.5, trapezoid, -trapezoid)
+    integrate = lambda f: np.concatenate([[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]))]) / (n - 1)  # noqa: E731
+    x = integrate(integrate(acc))
+    return np.interp(np.clip(s, 0.0, 1.0), p, x / x[-1])
 
 
 def _rot2(yaw: np.ndarray) -> np.ndarray:
@@ -193,7 +210,7 @@ class Walker:
             zmp[t >= t1] = pose[stance][:2]
             sw = during & (t >= lift)
             phase = (t[sw] - lift) / (t1 - lift)
-            ease = _smooth(phase)[:, None]
+            ease = (_smooth(phase) if s.swing_ramp is None else _ramped(phase, s.swing_ramp))[:, None]
             a, b = pose[swing].copy(), land
             a[2] += at(lift)[1]  # its yaw at lift-off
             yaw_b = a[2] + np.angle(np.exp(1j * (b[2] - a[2])))
