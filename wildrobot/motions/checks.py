@@ -43,6 +43,8 @@ class Limits:
     friction: float = 0.8  # floor friction the contact forces may use (the model's is 1.0)
 
 
+TORQUE_CHECK = "torques within the servo limit"  # the check a faster walk may mend (library.generate_one)
+
 @dataclass
 class Check:
     name: str
@@ -245,7 +247,7 @@ def check_clip(clip: Clip, robot: RobotModel, limits: Limits = Limits()) -> Repo
     tau = np.abs(dyn["torques"][inner])
     within = np.all(tau <= robot.torque_limit, axis=1)
     worst = np.unravel_index(np.argmax(tau / robot.torque_limit), tau.shape)
-    checks.append(Check("torques within the servo limit", bool(within.mean() >= limits.torque_share),
+    checks.append(Check(TORQUE_CHECK, bool(within.mean() >= limits.torque_share),
                         f"{100 * within.mean():.1f} % of frames, peak {tau.max():.2f} N m",
                         f"limit {robot.torque_limit.max():g} N m on {100 * limits.torque_share:g} % of frames; peak "
                         f"{names[worst[1]]} at frame {worst[0] + (inner.start or 0)}"))

@@ -18,7 +18,6 @@ DEFAULT_LATERAL = ((0.0, 0.1, 0.0), (0.0, -0.1, 0.0), (0.2, 0.1, 0.0), (0.2, -0.
 # A clip that breaks the servos' torque limit is tried again as a faster walk: a shorter double
 # support (5 % of a step) and a swing whose acceleration is bounded (docs/motions.md, "Faster walks")
 FASTER = {"double_support": 0.05, "swing_ramp": 0.05}
-TORQUE_CHECK = "torques within the servo limit"
 
 
 def default_grid() -> list[tuple[float, float, float]]:
@@ -49,7 +48,7 @@ def generate_one(command: Sequence[float], settings: GaitSettings, out: str | Pa
     """Generate, check and (if it passes) write the clip of one command. A clip over the servos'
     torque limit is tried again as a faster walk (``FASTER``). Walkers are built once per process
     and settings."""
-    from wildrobot.motions.checks import check_clip
+    from wildrobot.motions.checks import TORQUE_CHECK, check_clip
     from wildrobot.motions.generator import Walker, generate_clip
     from wildrobot.motions.model import RobotModel
     from wildrobot.robot.description import load_robot_description
