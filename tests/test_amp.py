@@ -370,16 +370,16 @@ def test_the_amp_walk_preset_matches_the_shipped_clips():
     home = dict(zip(desc.joint_names, desc.home))
     assert max(abs(q - home[name]) for name, q in zip(stand.joint_names, stand.joint_pos.mean(axis=0))) > 0.1
     assert cfg.env.reward.weights.pose == 0 and cfg.env.reward.weights.stand_still == 0
-    # the clips it was measured with (the library before its turning clips), found among the shipped
-    # datasets from any working directory
+    # the clips it was measured with (the whole library, turning clips included), found among the
+    # shipped datasets from any working directory
     from wildrobot.motions.clip import dataset_files
     from wildrobot.motions.features import SHIPPED
     from wildrobot.train.reference import dataset_path
 
-    assert dataset_path(cfg) == SHIPPED / "walk" / "no_turning.yaml"
+    assert dataset_path(cfg) == SHIPPED / "walk" / "manifest.yaml"
     commands = [read_clip(p).command for p, _ in dataset_files(dataset_path(cfg))]
-    assert len(commands) == 7 and not any(c[2] for c in commands)
-    assert any(read_clip(p).command[2] for p, _ in dataset_files(BUILTIN_DATASET))  # the library turns
+    assert len(commands) == 16 and any(c[2] for c in commands)  # 16 clips, turning ones among them
+    assert sorted(p for p, _ in dataset_files(dataset_path(cfg))) == sorted(p for p, _ in dataset_files(BUILTIN_DATASET))
     # the batch and optimiser it was measured with, whatever trainer=default's and algo=ppo's have become since
     assert (cfg.trainer.num_envs, cfg.trainer.iterations) == (1024, 1000)
     assert (cfg.algo.learning_rate, cfg.algo.lr_schedule, cfg.algo.desired_kl, cfg.algo.num_minibatches) == (

@@ -86,6 +86,7 @@ def test_unknown_key_is_rejected_and_allowed_keys_listed(override, key):
         (["trainer.num_envs=10", "algo.unroll_length=3", "algo.num_minibatches=4"], "algo.num_minibatches", "divisor"),
         (["trainer.eval_every=15", "trainer.log_every=10"], "trainer.eval_every", "multiple"),
         (["algo.lr_schedule=cosine"], "algo.lr_schedule", "adaptive_kl"),
+        (["trainer.sized_for=tpu"], "trainer.sized_for", "'gpu'"),
         (["algo.policy.activation=gelu2"], "algo.policy.activation", "elu"),
         (["algo.discount=1.5"], "algo.discount", "(0, 1]"),
         (["env.reward.feet_phase_point=toe"], "env.reward.feet_phase_point", "lowest"),

@@ -114,13 +114,17 @@ def test_the_compiling_line_ticks_while_the_main_thread_waits(capsys):
     assert "compiling" not in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("num_envs, warns", [(8, False), (8192, True)])
-def test_the_budget_line_names_the_device_and_flags_a_gpu_sized_batch_on_the_cpu(tmp_path, num_envs, warns):
+@pytest.mark.parametrize("num_envs, sized_for, warns", [(8, "any", False), (8192, "any", True), (8, "gpu", True),
+                                                    (8, "cpu", False)])
+def test_the_budget_line_names_the_device_and_flags_a_gpu_sized_batch_on_the_cpu(tmp_path, num_envs, sized_for, warns):
+    """A batch of GPU size, or a preset sized for a GPU (trainer=gpu: 1024 envs, a size the CPU
+    presets use too), on a JAX that sees only the CPU: the start says how to get the CUDA build."""
     from conftest import TINY_PPO, make_trainer
     from wildrobot.envs.factory import make_env
     from wildrobot.train.progress import budget_line
 
-    trainer = make_trainer([*TINY_PPO, f"trainer.num_envs={num_envs}"], tmp_path / "run")
+    trainer = make_trainer([*TINY_PPO, f"trainer.num_envs={num_envs}", f"trainer.sized_for={sized_for}"],
+                           tmp_path / "run")
     line = budget_line(trainer.cfg, trainer.make_algorithm(make_env(trainer.cfg.env)), 0, "", tmp_path / "run")
     on_cpu = jax.default_backend() == "cpu"
     assert f"({num_envs} envs)" in line and ("on the CPU (" in line) == on_cpu

@@ -42,6 +42,9 @@ class TrainerConfig:
     progress: bool = True
     # how many devices the env batch is split over: a count ("2") or "all" (wildrobot.train.sharding)
     devices: str = "1"
+    # the machine the preset is sized for: cpu | gpu | any; a gpu preset on a JAX that sees only the
+    # CPU gets a note at the start (wildrobot.train.progress.budget_line)
+    sized_for: str = "any"
 
 
 @dataclass
@@ -120,6 +123,7 @@ def validate(cfg: Config) -> None:
     """The trainer's values and their cadence, then each group's own ``validate``."""
     t = cfg.trainer
     require(t.mode in ("train", "verify"), "trainer.mode", t.mode, "'train' or 'verify'")
+    require(t.sized_for in ("cpu", "gpu", "any"), "trainer.sized_for", t.sized_for, "'cpu', 'gpu' or 'any'")
     require(t.num_envs >= 1, "trainer.num_envs", t.num_envs, "an integer >= 1")
     require(t.iterations >= 1, "trainer.iterations", t.iterations, "an integer >= 1")
     require(t.log_every >= 1, "trainer.log_every", t.log_every, "an integer >= 1")

@@ -23,10 +23,10 @@ log = logging.getLogger(__name__)
 
 # Config keys whose change on resume is expected (budget, cadence, where to resume from, and on how
 # many devices: a checkpoint restores onto any placement, and PPO's minibatches are then shuffled
-# within the new count's groups of envs).
+# within the new count's groups of envs; the machine a preset is sized for, which only a note reads).
 RESUME_FREE_KEYS = ("trainer.iterations", "trainer.log_every", "trainer.checkpoint_every", "trainer.eval_every",
                     "trainer.keep_checkpoints", "trainer.resume", "trainer.progress", "trainer.mode",
-                    "trainer.devices")
+                    "trainer.devices", "trainer.sized_for")
 
 
 class RunLocation(NamedTuple):
