@@ -129,6 +129,9 @@ def test_the_budget_line_names_the_device_and_flags_a_gpu_sized_batch_on_the_cpu
     on_cpu = jax.default_backend() == "cpu"
     assert f"({num_envs} envs)" in line and ("on the CPU (" in line) == on_cpu
     assert ("uv run --extra cuda12" in line) == (warns and on_cpu)
+    if warns and on_cpu:  # the note says why: the batch's size, or the preset's machine
+        assert ("is a GPU-sized batch" in line) == (num_envs >= 4096)
+        assert ("preset is sized for a GPU" in line) == (num_envs < 4096)
 
 
 def test_a_short_chunk_runs_only_its_iterations_and_continues_exactly(tmp_path):
