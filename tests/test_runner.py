@@ -121,7 +121,7 @@ def test_the_budget_line_names_the_device_and_flags_a_gpu_sized_batch_on_the_cpu
     presets use too), on a JAX that sees only the CPU: the start says how to get the CUDA build."""
     from conftest import TINY_PPO, make_trainer
     from wildrobot.envs.factory import make_env
-    from wildrobot.train.progress import budget_line
+    from wildrobot.train.progress import GPU_SIZED_ENVS, budget_line
 
     trainer = make_trainer([*TINY_PPO, f"trainer.num_envs={num_envs}", f"trainer.sized_for={sized_for}"],
                            tmp_path / "run")
@@ -130,8 +130,8 @@ def test_the_budget_line_names_the_device_and_flags_a_gpu_sized_batch_on_the_cpu
     assert f"({num_envs} envs)" in line and ("on the CPU (" in line) == on_cpu
     assert ("uv run --extra cuda12" in line) == (warns and on_cpu)
     if warns and on_cpu:  # the note says why: the batch's size, or the preset's machine
-        assert ("is a GPU-sized batch" in line) == (num_envs >= 4096)
-        assert ("preset is sized for a GPU" in line) == (num_envs < 4096)
+        assert ("is a GPU-sized batch" in line) == (num_envs >= GPU_SIZED_ENVS)
+        assert ("preset is sized for a GPU" in line) == (num_envs < GPU_SIZED_ENVS)
 
 
 def test_a_short_chunk_runs_only_its_iterations_and_continues_exactly(tmp_path):

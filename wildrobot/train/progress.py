@@ -35,9 +35,9 @@ def budget_line(cfg: Config, algo: Algorithm, start: int, physics: str, run_dir:
     line = (f"Training {cfg.algo.name} on {cfg.env.name}: {what}, from iteration {start}; "
             f"chunks of {t.log_every} iterations{' (the first: 1)' if start == 0 and t.log_every > 1 else ''}; "
             f"on {where}{f', {PHYSICS_NAMES.get(physics, physics)} physics' if physics else ''}; output in {run_dir}")
-    if device.platform == "cpu" and spi and (t.num_envs >= GPU_SIZED_ENVS or t.sized_for == "gpu"):
-        what = (f"{t.num_envs} envs is a GPU-sized batch" if t.num_envs >= GPU_SIZED_ENVS
-                else "this trainer preset is sized for a GPU")
+    big = t.num_envs >= GPU_SIZED_ENVS
+    if device.platform == "cpu" and spi and (big or t.sized_for == "gpu"):
+        what = f"{t.num_envs} envs is a GPU-sized batch" if big else "this trainer preset is sized for a GPU"
         line += (f"\nNote: {what}, but JAX sees only the CPU. For an NVIDIA "
                  "GPU, run with the CUDA build of JAX: uv run --extra cuda12 run.py ... (or --extra cuda13).")
     return line
