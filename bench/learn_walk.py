@@ -135,7 +135,8 @@ def evaluate(run_dir: Path, out: Path, episodes: int, robust_episodes: int, minu
     print(format_table(results))
     overall = results.overall()
     # The robustness evaluation: the same grid and key with the training disturbances on
-    # (randomisation, pushes, sensor noise, action delay); goal: falls ≤ 1 %, tracking within 1.5 x.
+    # (randomisation, pushes, sensor noise, action delay; kicks of env.push.velocity, without training's
+    # growth to env.push.grow_to: an evaluation's clock stays at 0); goal: falls ≤ 1 %, tracking within 1.5 x.
     robust = evaluate_policy(loaded, episodes=robust_episodes, key=jax.random.key(12345),
                              env=evaluation_env(loaded, disturbed=True))
     print("with randomisation, pushes, noise and delay as in training:")

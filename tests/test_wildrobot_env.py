@@ -219,6 +219,36 @@ def test_the_fall_penalty_counts_after_the_clip_at_zero():
     assert float(total(income, RewardConfig())) == pytest.approx(0.03)
 
 
+def test_growing_pushes_follow_the_training_clock_and_an_evaluation_draws_the_configured_kicks():
+    """env.push.grow_to: the largest kick grows linearly from velocity's high end to grow_to between
+    grow_steps (a plain-Python reference), kicks are drawn up to it, and the env keeps the clock in
+    its info only when asked (its default state is unchanged)."""
+    from wildrobot.envs import randomize
+    from wildrobot.envs.core import TRAINING_STEPS
+    from wildrobot.envs.wildrobot_config import PushConfig
+
+    cfg = PushConfig(velocity=[0.1, 0.5], grow_to=0.7, grow_steps=[10e6, 16e6])
+
+    def reference(steps):
+        share = min(max((steps - 10e6) / 6e6, 0.0), 1.0)
+        return 0.5 + 0.2 * share
+
+    for steps in (0.0, 9.9e6, 10e6, 12e6, 13e6, 16e6, 40e6):
+        assert float(randomize.push_top(cfg, jnp.float32(steps))) == pytest.approx(reference(steps), abs=1e-6)
+    assert randomize.push_top(PushConfig(), jnp.float32(40e6)) == 0.5  # no curriculum: the configured end
+    assert randomize.push_top(cfg, None) == 0.5  # no clock (an env outside wrap_for_training)
+    keys = jax.random.split(jax.random.key(4), 4000)
+    speeds = np.linalg.norm(np.asarray(jax.vmap(lambda k: randomize.push_kick(k, cfg, 0.7))(keys)), axis=1)
+    assert speeds.min() >= 0.1 and speeds.max() <= 0.7 and np.mean(speeds > 0.5) == pytest.approx(1 / 3, abs=0.03)
+    same = jax.vmap(lambda k: randomize.push_kick(k, cfg, 0.5))(keys)
+    np.testing.assert_array_equal(same, jax.vmap(lambda k: randomize.push_kick(k, PushConfig()))(keys))
+
+    grown = WildRobotEnv(WildRobotEnvConfig(push=cfg))
+    info = jax.eval_shape(grown.reset, jax.random.key(0)).info
+    assert info[TRAINING_STEPS].shape == () and TRAINING_STEPS not in jax.eval_shape(
+        WildRobotEnv(WildRobotEnvConfig()).reset, jax.random.key(0)).info
+
+
 def test_an_unknown_unclipped_term_is_refused_with_the_names():
     from wildrobot.errors import ConfigError
 

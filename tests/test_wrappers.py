@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from wildrobot.envs.core import TRAINING_STEPS
 from wildrobot.envs.stub import StubEnv
 from wildrobot.envs.stub_config import StubEnvConfig
 from wildrobot.envs.wrappers import termination, wrap_for_training
@@ -91,3 +92,35 @@ def test_resetting_only_the_finished_envs_equals_resetting_the_whole_batch(finis
     # the finished envs start again (a new episode's observation), the others go on
     if finished:
         assert float(jnp.max(jnp.abs(a.obs["actor"][jnp.asarray(finished), 0]))) <= 0.5
+
+
+class _StubWithClock(StubEnv):
+    """The stub with a training curriculum's clock in its info (as WildRobot with env.push.grow_to)."""
+
+    def reset(self, key):
+        state = super().reset(key)
+        return state.replace(info=dict(state.info, **{TRAINING_STEPS: jnp.zeros((), jnp.float32)}))
+
+
+def test_the_curriculum_clock_counts_the_batch_env_steps_across_episodes():
+    """An env that keeps info["training_steps"] gets the env steps of the whole batch: each step adds
+    the batch's size, a slot whose episode ended keeps its clock, the env's own step leaves it; an env
+    without the key gets none."""
+    env = _StubWithClock(StubEnvConfig(episode_length=4))
+    batched = wrap_for_training(env)
+    state = jax.jit(batched.reset)(jax.random.split(jax.random.key(3), 3))
+    np.testing.assert_array_equal(state.info[TRAINING_STEPS], 0.0)
+    step = jax.jit(batched.step)
+    ended = 0
+    for i in range(10):  # episodes of 4 steps: two time limits and a fall on the way
+        if i == 5:
+            state = state.replace(data={**state.data, "velocity": state.data["velocity"].at[1].set(jnp.array([10.0, 0.0]))})
+        state = step(state, jnp.zeros((3, 2)))
+        ended += int(jnp.sum(state.done))
+        np.testing.assert_array_equal(state.info[TRAINING_STEPS], 3.0 * (i + 1))
+    assert ended >= 7  # every slot started new episodes (time limits at 4 and 8, the fall)
+    one = env.reset(jax.random.key(0))
+    assert float(env.step(one, jnp.zeros(2)).info[TRAINING_STEPS]) == 0.0  # an evaluation's clock stays at 0
+    plain = wrap_for_training(StubEnv(StubEnvConfig(episode_length=4)))
+    assert TRAINING_STEPS not in jax.jit(plain.step)(plain.reset(jax.random.split(jax.random.key(3), 3)),
+                                                     jnp.zeros((3, 2))).info

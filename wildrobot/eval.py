@@ -380,7 +380,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="reset randomness (default 0)")
     p.add_argument("--randomize", action="store_true",
                    help="a robustness evaluation: domain randomisation, pushes, sensor noise and action delay on, as "
-                        "the run trained (their draws fixed by --seed); default: all off")
+                        "the run trained (pushes of env.push.velocity: training's growing kicks, env.push.grow_to, "
+                        "are not part of it; the draws fixed by --seed); default: all off")
     p.add_argument("--reference", default=None, help="a motion dataset (folder, manifest or clip) to compare the "
                                                       "policy's gait with, per command, or a shipped one by its path "
                                                       "under wildrobot/motions/data (walk/manifest.yaml; docs/motions.md)")

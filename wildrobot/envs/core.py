@@ -19,6 +19,10 @@ import numpy as np
 
 Observation = dict[str, jax.Array]  # {"actor": deployable obs, "critic": privileged obs}
 EPISODE_MARK = "episode_mark"  # info key: Env.physics_mark of the physics state the env last left
+# info key of an env with a training curriculum: env steps the whole training batch has taken so far
+# (float32). The env's reset puts 0; wrap_for_training's step adds the batch's size and keeps it
+# across the episodes of each slot; a batch outside training (an evaluation) stays at 0.
+TRAINING_STEPS = "training_steps"
 
 # What ``Env.physics_backend`` names, as the progress line and error messages write it.
 PHYSICS_NAMES = {"mjx": "MJX", "mujoco": "MuJoCo C"}

@@ -76,11 +76,24 @@ def sample_push_interval(key: jax.Array, cfg: PushConfig, dt: float) -> jax.Arra
     return jnp.round(jax.random.uniform(key, (), minval=lo, maxval=hi) / dt).astype(jnp.int32)
 
 
-def push_kick(key: jax.Array, cfg: PushConfig) -> jax.Array:
-    """A horizontal velocity change (world frame, m/s) in a random direction."""
+def push_top(cfg: PushConfig, training_steps: jax.Array | None) -> jax.Array | float:
+    """The largest kick (m/s) after ``training_steps`` env steps of the training batch: the
+    configured high end, grown linearly to ``grow_to`` over ``grow_steps`` when that is set."""
+    hi = cfg.velocity[1]
+    if cfg.grow_to is None or training_steps is None:
+        return hi
+    start, end = cfg.grow_steps
+    share = jnp.clip((training_steps - start) / (end - start), 0.0, 1.0)
+    return hi + (cfg.grow_to - hi) * share
+
+
+def push_kick(key: jax.Array, cfg: PushConfig, top: jax.Array | float | None = None) -> jax.Array:
+    """A horizontal velocity change (world frame, m/s) in a random direction, of a speed drawn
+    between ``cfg.velocity``'s ends (the high end replaced by ``top`` when given)."""
     k1, k2 = jax.random.split(key)
     angle = jax.random.uniform(k1, (), minval=-jnp.pi, maxval=jnp.pi)
-    speed = jax.random.uniform(k2, (), minval=cfg.velocity[0], maxval=cfg.velocity[1])
+    hi = cfg.velocity[1] if top is None else top
+    speed = jax.random.uniform(k2, (), minval=cfg.velocity[0], maxval=hi)
     return speed * jnp.array([jnp.cos(angle), jnp.sin(angle), 0.0])
 
 

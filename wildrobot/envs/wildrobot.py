@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wildrobot.envs import randomize, rewards
-from wildrobot.envs.core import EPISODE_MARK, Env, Mirror, State
+from wildrobot.envs.core import EPISODE_MARK, TRAINING_STEPS, Env, Mirror, State
 from wildrobot.envs.frames import heading_velocity, quat_mul, quat_to_mat, to_heading_frame, yaw_quat
 from wildrobot.envs.observation import ObservationView
 from wildrobot.envs.physics import make_physics
@@ -177,6 +177,8 @@ class WildRobotEnv(Env):
             "last_contact": jnp.ones((self._nfeet,), jnp.float32),
             EPISODE_MARK: qpos,
         }
+        if cfg.push.enabled and cfg.push.grow_to is not None:
+            info[TRAINING_STEPS] = jnp.zeros((), jnp.float32)
         frame, critic = self.observe(self.quantities(data, info), info, k_noise)
         if cfg.obs.history:
             info["obs_history"] = jnp.tile(frame[None], (cfg.obs.history, 1))
@@ -207,7 +209,8 @@ class WildRobotEnv(Env):
         countdown = info["push_countdown"] - 1
         if cfg.push.enabled:
             push_now = countdown <= 0
-            kick = jnp.where(push_now, randomize.push_kick(k_push, cfg.push), 0.0)
+            top = randomize.push_top(cfg.push, info.get(TRAINING_STEPS))
+            kick = jnp.where(push_now, randomize.push_kick(k_push, cfg.push, top), 0.0)
             data = data.replace(qvel=data.qvel.at[p.root_dof : p.root_dof + 3].add(kick))
             countdown = jnp.where(push_now, randomize.sample_push_interval(k_int, cfg.push, self._dt), countdown)
 

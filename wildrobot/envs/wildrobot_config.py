@@ -125,6 +125,12 @@ class PushConfig:
     enabled: bool = True
     interval_s: List[float] = field(default_factory=lambda: [5.0, 10.0])
     velocity: List[float] = field(default_factory=lambda: [0.1, 0.5])  # m/s
+    # A curriculum for training: the largest kick grows linearly from velocity[1] to grow_to (m/s)
+    # between grow_steps[0] and grow_steps[1] env steps of the training batch (the clock that
+    # wrap_for_training keeps). An evaluation's episodes are a fresh batch: they draw `velocity`.
+    # None: kicks of `velocity` all run long.
+    grow_to: Optional[float] = None
+    grow_steps: List[float] = field(default_factory=lambda: [10e6, 20e6])
 
 
 @dataclass
@@ -175,5 +181,14 @@ class WildRobotEnvConfig:
         for t in self.reward.unclipped_terms:
             require(t in terms, "env.reward.unclipped_terms", list(self.reward.unclipped_terms),
                     f"names of reward terms ({', '.join(terms)}); {t!r} is not one")
+        push = self.push
+        require(len(push.velocity) == 2 and 0 <= push.velocity[0] <= push.velocity[1], "env.push.velocity",
+                list(push.velocity), "[low, high] in m/s with 0 <= low <= high")
+        if push.grow_to is not None:
+            require(push.grow_to >= push.velocity[1], "env.push.grow_to", push.grow_to,
+                    f"null or a kick in m/s at least env.push.velocity's high end ({push.velocity[1]})")
+            require(len(push.grow_steps) == 2 and 0 <= push.grow_steps[0] < push.grow_steps[1],
+                    "env.push.grow_steps", list(push.grow_steps),
+                    "[start, end] env steps of the training batch with 0 <= start < end")
         require(self.reward.feet_phase_point in ("centre", "lowest"), "env.reward.feet_phase_point",
                 self.reward.feet_phase_point, "centre (the sole site) or lowest (the sole's lowest point)")

@@ -10,6 +10,10 @@
 - ``episode_metrics`` / ``episode_done``: the sums (``return``, ``length``, every ``reward/*``
   term, and ``fall``) of the episode that finished at this step, kept until the next one ends.
 
+An env whose ``reset`` puts ``info["training_steps"]`` (``core.TRAINING_STEPS``: a curriculum, such
+as WildRobot's growing pushes) gets there the env steps the whole batch has taken since its reset:
+each step adds the batch's size, and a slot's new episode keeps its clock.
+
 For a motion-style discriminator (``algo=ppo_amp``) it can also add the env's ``state_features`` to
 every observation as ``obs["features"]`` (so ``final_obs["features"]`` is the pre-reset state of an
 episode's last transition), and start a share of the episodes it resets at reference frames
@@ -24,7 +28,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
-from wildrobot.envs.core import Env, State
+from wildrobot.envs.core import TRAINING_STEPS, Env, State
 
 FEATURES = "features"  # the observation key of the env's state features, when asked for
 WRAPPER_KEYS = ("steps", "truncation", "final_obs", "episode_metrics", "episode_done", "reset_rng", "running")
@@ -80,7 +84,11 @@ class BatchedEnv:
         """Step every env; where one finished (a fall, a blow-up or the time limit), a new episode."""
         nxt, done, own = jax.vmap(self._advance)(state, actions)
         reset_rng, keys = jnp.moveaxis(jax.vmap(jax.random.split)(own["reset_rng"]), 1, 0)
-        return jax.vmap(self._finish)(nxt, done, own, self._fresh_where(done, keys), reset_rng)
+        out = jax.vmap(self._finish)(nxt, done, own, self._fresh_where(done, keys), reset_rng)
+        if TRAINING_STEPS in state.info:  # the curriculum's clock: the batch's env steps, across episodes
+            clock = state.info[TRAINING_STEPS] + jnp.float32(actions.shape[0])
+            out = out.replace(info=dict(out.info, **{TRAINING_STEPS: clock}))
+        return out
 
     def _fresh_where(self, done: jax.Array, keys: jax.Array) -> State:
         """New episodes for the envs that finished, from their own keys (rows of the others are zeros,
