@@ -130,7 +130,7 @@ class PushConfig:
     # wrap_for_training keeps). An evaluation's episodes are a fresh batch: they draw `velocity`.
     # None: kicks of `velocity` all run long.
     grow_to: Optional[float] = None
-    grow_steps: List[float] = field(default_factory=lambda: [10e6, 20e6])
+    grow_steps: List[float] = field(default_factory=lambda: [10e6, 16e6])  # as conf/env/wildrobot.yaml
 
 
 @dataclass
