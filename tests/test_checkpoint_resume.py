@@ -154,6 +154,30 @@ def test_resume_with_another_network_size_names_the_differing_keys(ppo_runs):
     with pytest.raises(CheckpointError) as err:
         trainer.run()
     assert "algo.policy.hidden_sizes" in str(err.value) and "[16]" in str(err.value)
+    assert "overrides: algo.policy.hidden_sizes=[16]" in str(err.value)  # what continues it as written
+
+
+def test_a_key_newer_than_the_checkpoint_counts_as_its_default_and_the_overrides_restore_its_config():
+    """A run written before a key existed stores no value for it: it compares as the key's schema
+    default (what evaluating it reads), and the overrides the errors print give back its config."""
+    import dataclasses
+
+    from wildrobot.cli import load_config
+    from wildrobot.train.resume import checkpoint_overrides, config_differences
+
+    cfg = load_config(["env=wildrobot", "seed=2"])
+    stored = dataclasses.asdict(load_config(["env=wildrobot", "env.reward.feet_phase_point=lowest",
+                                             "env.reward.unclipped_terms=[]"]))
+    del stored["env"]["push"]["grow_to"], stored["env"]["push"]["grow_steps"]  # written before the kicks grew
+    assert config_differences(stored, cfg) == [
+        "env.push.grow_to: checkpoint None (a key newer than the checkpoint: its default) vs now 0.7",
+        "env.reward.feet_phase_point: checkpoint 'lowest' vs now 'centre'",
+        "env.reward.unclipped_terms: checkpoint [] vs now ['termination']",
+        "seed: checkpoint 0 vs now 2"]  # grow_steps: the env's value is the schema's
+    overrides = checkpoint_overrides(stored, cfg)
+    assert overrides == ["env.push.grow_to=null", "env.reward.feet_phase_point=lowest",
+                         "env.reward.unclipped_terms=[]", "seed=0"]
+    assert config_differences(stored, load_config(["env=wildrobot", "seed=2", *overrides])) == []
 
 
 def test_resume_with_another_env_is_refused(ppo_runs):

@@ -89,11 +89,58 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: list(d) if isinstance(d, tuple) else d}
 
 
+def _schema_defaults(cfg: Config) -> dict[str, Any]:
+    """Each key's schema default for ``cfg``'s env and algorithm: what a stored config without the
+    key (written before the key existed) is read as (``wildrobot.config.config_from_dict``)."""
+    from wildrobot.config import ALGO_SCHEMAS, TrainerConfig, env_schemas
+
+    try:
+        schemas = {"env": env_schemas()[cfg.env.name](), "algo": ALGO_SCHEMAS[cfg.algo.name](),
+                   "trainer": TrainerConfig()}
+    except (KeyError, TypeError):  # a registered schema with required fields: no defaults to offer
+        return {}
+    return flatten(schemas)
+
+
+_ABSENT = "<absent>"
+
+
+def _differing(stored: dict, current: Config) -> list[tuple[str, Any, Any, bool]]:
+    """(key, the checkpoint's value, this config's, whether the checkpoint lacks the key) for each key
+    that differs; a key the checkpoint lacks counts as its schema default."""
+    old, new, defaults = flatten(stored), flatten(current), _schema_defaults(current)
+    rows = []
+    for k in sorted(set(old) | set(new)):
+        absent = k not in old and k in defaults
+        before = defaults[k] if absent else old.get(k, _ABSENT)
+        if k not in RESUME_FREE_KEYS and before != new.get(k, _ABSENT):
+            rows.append((k, before, new.get(k, _ABSENT), absent))
+    return rows
+
+
 def config_differences(stored: dict, current: Config) -> list[str]:
-    old, new = flatten(stored), flatten(current)
-    keys = sorted(set(old) | set(new))
-    return [f"{k}: checkpoint {old.get(k, '<absent>')!r} vs now {new.get(k, '<absent>')!r}"
-            for k in keys if old.get(k) != new.get(k) and k not in RESUME_FREE_KEYS]
+    return [f"{k}: checkpoint {before!r}{' (a key newer than the checkpoint: its default)' if absent else ''} "
+            f"vs now {now!r}" for k, before, now, absent in _differing(stored, current)]
+
+
+def override_value(v: Any) -> str:
+    """``v`` as a Hydra command-line value."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(override_value(x) for x in v) + "]"
+    if isinstance(v, str) and not v.replace("_", "").replace(".", "").replace("/", "").replace("-", "").isalnum():
+        return "'" + v.replace("'", "\\'") + "'"
+    return str(v)
+
+
+def checkpoint_overrides(stored: dict, current: Config) -> list[str]:
+    """The overrides that give this config the checkpoint's values where they differ (keys the
+    checkpoint has and this version still knows)."""
+    return [f"{k}={override_value(before)}" for k, before, now, _ in _differing(stored, current)
+            if before != _ABSENT and now != _ABSENT]
 
 
 def check_resumable(meta: dict, cfg: Config, physics: str) -> list[str]:
@@ -120,14 +167,17 @@ def restore_for_resume(ckpt: Checkpointer, location: RunLocation, abstract: Any,
     """(carry, iteration) of the checkpoint ``location`` names, restored onto ``abstract``."""
     meta = ckpt.newest_meta(location.which, location.step)
     diff = check_resumable(meta, cfg, physics) if meta is not None else []  # None: restore says what is wrong
+    as_written = " ".join(checkpoint_overrides(meta.get("config", {}), cfg)) if diff else ""
+    as_written = f"\nThe checkpoint's values, as overrides: {as_written}" if as_written else ""
     if location.own and diff:
         raise ConfigError(
             f"the run directory {location.run_dir} holds the checkpoints of a run with another config, which a run "
             f"started there would continue (as a requeued job does with its own). Keys that differ:\n  "
-            + "\n  ".join(diff) + f"\nGive this run a new directory (hydra.run.dir=...), or continue that run "
-            f"with its config (trainer.resume={location.run_dir} to continue it with this one).")
+            + "\n  ".join(diff) + as_written + f"\nGive this run a new directory (hydra.run.dir=...), or continue "
+            f"that run with its config (those overrides; trainer.resume={location.run_dir} to continue it with this one).")
     carry, _, start = ckpt.restore_newest(abstract, step=location.step, manager=location.which,
-                                          config_diff=("\nKeys that differ:\n  " + "\n  ".join(diff)) if diff else "")
+                                          config_diff=("\nKeys that differ:\n  " + "\n  ".join(diff) + as_written)
+                                          if diff else "")
     if diff:
         log.warning("resuming with a config that differs from the checkpoint's:\n  %s", "\n  ".join(diff))
     return carry, start
