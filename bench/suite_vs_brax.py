@@ -11,16 +11,19 @@ the end of that final evaluation (compiling, training and evaluations included; 
 cadence is set to 2, before and after training, as ours: the evaluations do not change learning;
 its ``num_resets_per_eval``, which counts per evaluation, is dropped with them).
 
-    uv run python bench/suite_vs_brax.py [--tasks CartpoleBalance,CartpoleSwingup] [--env-steps 5e6] [overrides...]
+    uv run python bench/suite_vs_brax.py [--tasks CartpoleBalance,CartpoleSwingup] [--env-steps 5e6] [--seeds 0,1] [overrides...]
 
 The overrides go to our side (e.g. ``trainer.num_envs=2048``). Any suite task name works. Needs the
 dev dependencies (``brax`` and ``playground`` are in the dev group: plain ``uv sync`` installs them).
 Brax 0.14.2's trainer calls ``jax.device_put_replicated``, which jax 0.10 removed: this benchmark
 gives it back (``wildrobot.jax_setup.give_back_device_put_replicated``), so both sides run on the same jax.
 
+With several seeds, each seed runs both sides in turn and a task's figures are the means over
+its seeds (one seed's return at a few million steps swings by a hundred on the swing-up).
+
 Goal (issue: interop): at least Brax's return in at most Brax's wall-clock time, on each task.
 The last line: ``<task>_ours_return=... <task>_brax_return=... <task>_ours_min=... <task>_brax_min=...``
-and ``<task>_time_ratio`` (ours / Brax's minutes) per task.
+and ``<task>_time_ratio`` (ours / Brax's minutes) per task, means over the seeds.
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default="CartpoleBalance,CartpoleSwingup")
     p.add_argument("--env-steps", type=float, default=5e6)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="comma-separated; both sides run each seed, the figures are means")
     p.add_argument("--out", type=Path, default=Path("bench/results/suite_vs_brax.json"))
     p.add_argument("overrides", nargs="*", help="Hydra overrides for our side")
     args = p.parse_args()
@@ -110,22 +113,37 @@ def main() -> None:
     tasks = [t for t in args.tasks.split(",") if t]
     for task in tasks:  # a wrong name stops here, before anything compiles
         check_task(task)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        p.error(f"--seeds {args.seeds!r}: give whole numbers separated by commas, e.g. --seeds 0,1")
+    if not seeds:
+        p.error("--seeds is empty: give at least one seed, e.g. --seeds 0")
     configure_jax()
     steps = int(args.env_steps)
     results, last = {}, []
     for task in tasks:
-        brax = brax_side(task, steps, args.seed)
-        ours = our_side(task, brax["env_steps"], args.seed, args.overrides)  # at least Brax's own count
-        results[task] = {"brax": brax, "ours": ours}
+        runs = []
+        for seed in seeds:
+            brax = brax_side(task, steps, seed)
+            ours = our_side(task, brax["env_steps"], seed, args.overrides)  # at least Brax's own count
+            runs.append({"seed": seed, "brax": brax, "ours": ours})
+            print(f"{task} seed {seed}: ours {ours['return']:.1f} in {ours['minutes']:.1f} min "
+                  f"({ours['env_steps']:,} steps), Brax {brax['return']:.1f} in {brax['minutes']:.1f} min "
+                  f"({brax['env_steps']:,} steps)", flush=True)
+        mean = {side: {k: sum(r[side][k] for r in runs) / len(runs) for k in ("return", "minutes")}
+                for side in ("brax", "ours")}
+        results[task] = {"runs": runs, "mean": mean}
+        ours, brax = mean["ours"], mean["brax"]
         ratio = ours["minutes"] / brax["minutes"]
-        print(f"{task}: ours {ours['return']:.1f} in {ours['minutes']:.1f} min ({ours['env_steps']:,} steps), "
-              f"Brax {brax['return']:.1f} in {brax['minutes']:.1f} min ({brax['env_steps']:,} steps): "
-              f"time ratio {ratio:.2f}, goal met: {ours['return'] >= brax['return'] and ratio <= 1.0}", flush=True)
+        print(f"{task}, mean of {len(runs)} seed(s): ours {ours['return']:.1f} in {ours['minutes']:.1f} min, "
+              f"Brax {brax['return']:.1f} in {brax['minutes']:.1f} min: time ratio {ratio:.2f}, "
+              f"goal met: {ours['return'] >= brax['return'] and ratio <= 1.0}", flush=True)
         last += [f"{task}_ours_return={ours['return']:.1f}", f"{task}_brax_return={brax['return']:.1f}",
                  f"{task}_ours_min={ours['minutes']:.2f}", f"{task}_brax_min={brax['minutes']:.2f}",
                  f"{task}_time_ratio={ratio:.3f}"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"env_steps": steps, "seed": args.seed, "device": str(jax.devices()[0]),
+    args.out.write_text(json.dumps({"env_steps": steps, "seeds": seeds, "device": str(jax.devices()[0]),
                                     "overrides": args.overrides, "tasks": results}, indent=2))
     print(" ".join(last))
 
