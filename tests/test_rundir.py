@@ -76,7 +76,7 @@ def test_a_directory_with_another_configs_checkpoints_is_not_continued_silently(
 
     assert make_trainer(TINY_PPO + RESUME_CADENCE + ["trainer.iterations=2"], tmp_path / "job").run() == 0
     other = make_trainer(TINY_PPO + RESUME_CADENCE + ["trainer.iterations=2", "seed=1"], tmp_path / "job")
-    with pytest.raises(ConfigError, match=r"another config(.|\n)*seed: checkpoint 0 vs now 1(.|\n)*hydra.run.dir"):
+    with pytest.raises(ConfigError, match=r"another config(.|\n)*seed: checkpoint 0 vs now 1(.|\n)*overrides: seed=0(.|\n)*hydra.run.dir"):
         other.run()
     assert saved_steps(tmp_path / "job" / "checkpoints")["latest"] == [2]
     with RunDirLock(tmp_path / "job"):  # and the refused run let go of the directory

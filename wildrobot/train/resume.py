@@ -174,7 +174,8 @@ def restore_for_resume(ckpt: Checkpointer, location: RunLocation, abstract: Any,
             f"the run directory {location.run_dir} holds the checkpoints of a run with another config, which a run "
             f"started there would continue (as a requeued job does with its own). Keys that differ:\n  "
             + "\n  ".join(diff) + as_written + f"\nGive this run a new directory (hydra.run.dir=...), or continue "
-            f"that run with its config (those overrides; trainer.resume={location.run_dir} to continue it with this one).")
+            f"that run with its config{' (those overrides)' if as_written else ''} (trainer.resume={location.run_dir} "
+            f"to continue it with this one).")
     carry, _, start = ckpt.restore_newest(abstract, step=location.step, manager=location.which,
                                           config_diff=("\nKeys that differ:\n  " + "\n  ".join(diff) + as_written)
                                           if diff else "")
