@@ -118,9 +118,17 @@ def _differing(stored: dict, current: Config) -> list[tuple[str, Any, Any, bool]
     return rows
 
 
-def config_differences(stored: dict, current: Config) -> list[str]:
+def _lines(rows: list[tuple[str, Any, Any, bool]]) -> list[str]:
     return [f"{k}: checkpoint {before!r}{' (a key newer than the checkpoint: its default)' if absent else ''} "
-            f"vs now {now!r}" for k, before, now, absent in _differing(stored, current)]
+            f"vs now {now!r}" for k, before, now, absent in rows]
+
+
+def _overrides(rows: list[tuple[str, Any, Any, bool]]) -> list[str]:
+    return [f"{k}={override_value(before)}" for k, before, now, _ in rows if before != _ABSENT and now != _ABSENT]
+
+
+def config_differences(stored: dict, current: Config) -> list[str]:
+    return _lines(_differing(stored, current))
 
 
 def override_value(v: Any) -> str:
@@ -139,13 +147,12 @@ def override_value(v: Any) -> str:
 def checkpoint_overrides(stored: dict, current: Config) -> list[str]:
     """The overrides that give this config the checkpoint's values where they differ (keys the
     checkpoint has and this version still knows)."""
-    return [f"{k}={override_value(before)}" for k, before, now, _ in _differing(stored, current)
-            if before != _ABSENT and now != _ABSENT]
+    return _overrides(_differing(stored, current))
 
 
-def check_resumable(meta: dict, cfg: Config, physics: str) -> list[str]:
+def check_resumable(meta: dict, cfg: Config, physics: str) -> list[tuple[str, Any, Any, bool]]:
     """Refuse a checkpoint of another env, algorithm or physics engine (with the override that
-    continues it); the other config keys that differ, for the log and the shape error."""
+    continues it); the other config keys that differ (``_differing``'s rows), for the log and the shape error."""
     if meta.get("env") != cfg.env.name or meta.get("algo") != cfg.algo.name:
         raise CheckpointError(
             f"the checkpoint was written by env '{meta.get('env')}' with algo '{meta.get('algo')}', "
@@ -159,15 +166,15 @@ def check_resumable(meta: dict, cfg: Config, physics: str) -> list[str]:
             f"physics is {PHYSICS_NAMES.get(physics, physics)} (env.sim.backend=auto picks MuJoCo C on a CPU "
             f"and MJX on a GPU), and one cannot continue the other's state. Resume with "
             f"env.sim.backend={saved}, or evaluate or export the run's policy, which does not need it.")
-    return config_differences(meta.get("config", {}), cfg)
+    return _differing(meta.get("config", {}), cfg)
 
 
 def restore_for_resume(ckpt: Checkpointer, location: RunLocation, abstract: Any, cfg: Config,
                        physics: str) -> tuple[Any, int]:
     """(carry, iteration) of the checkpoint ``location`` names, restored onto ``abstract``."""
     meta = ckpt.newest_meta(location.which, location.step)
-    diff = check_resumable(meta, cfg, physics) if meta is not None else []  # None: restore says what is wrong
-    as_written = " ".join(checkpoint_overrides(meta.get("config", {}), cfg)) if diff else ""
+    rows = check_resumable(meta, cfg, physics) if meta is not None else []  # None: restore says what is wrong
+    diff, as_written = _lines(rows), " ".join(_overrides(rows))
     as_written = f"\nThe checkpoint's values, as overrides: {as_written}" if as_written else ""
     if location.own and diff:
         raise ConfigError(
