@@ -2,8 +2,10 @@
 
     uv run python bench/amp_throughput.py [--env wildrobot] [--num-envs 1024] [--rounds 3] [overrides...]
 
-Both trainers run the same config (``algo=ppo`` and ``algo=ppo_amp``; the overrides go to both)
-through ``Trainer.run``, compiled once each first; then ``--rounds`` times each, the order
+Both trainers run the same config: ``algo=ppo_amp``'s with the overrides (on WildRobot with the env's
+gait terms of ``conf/algo_env/ppo_amp_wildrobot.yaml``), and for PPO the same env and the same PPO
+settings (minibatches, epochs, networks, ...) under ``algo=ppo``, so that the ratio is the cost of AMP
+alone (the discriminator's updates, features, replay and reference starts). Each runs through ``Trainer.run``, compiled once each first; then ``--rounds`` times each, the order
 alternating from round to round, so a shared machine that drifts moves both alike. A run's rate is
 its env steps over the seconds of every chunk after the first (the first chunk is one iteration,
 right after compiling). The headline is the median over rounds of AMP's rate / PPO's rate in the
@@ -13,6 +15,7 @@ same round (goal: >= 0.85). The last line holds the figures as name=value pairs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -21,6 +24,7 @@ from pathlib import Path
 import jax
 from common import trainer_rate
 
+from wildrobot.algos.ppo_config import PPOConfig
 from wildrobot.cli import load_config
 from wildrobot.dispatch import trainer_class
 from wildrobot.jax_setup import configure_jax
@@ -49,7 +53,9 @@ def main() -> None:
     common = [f"env={args.env}", f"trainer.num_envs={args.num_envs}", f"trainer.iterations={args.chunks * args.log_every}",
               f"trainer.log_every={args.log_every}", "trainer.eval_every=0", "trainer.checkpoint_every=0",
               "trainer.progress=false", *args.overrides]
-    configs = {name: load_config([f"algo={name}", *common]) for name in ("ppo", "ppo_amp")}
+    amp = load_config(["algo=ppo_amp", *common])
+    ppo = PPOConfig(**{f.name: getattr(amp.algo, f.name) for f in dataclasses.fields(PPOConfig) if f.name != "name"})
+    configs = {"ppo": dataclasses.replace(amp, algo=ppo), "ppo_amp": amp}
     print(f"device={jax.devices()[0].device_kind} env={args.env} num_envs={args.num_envs} "
           f"iterations per run={args.chunks * args.log_every}", flush=True)
     for name, cfg in configs.items():  # compile both (and fill the compilation cache)

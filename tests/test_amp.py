@@ -20,6 +20,8 @@ from wildrobot.algos.amp import discriminator_loss, replay_insert, replay_sample
 
 TINY_AMP = [o.replace("algo=ppo", "algo=ppo_amp") for o in TINY_PPO] + [
     "algo.discriminator.hidden_sizes=[16]", "algo.discriminator.batch_size=16", "algo.discriminator.replay_size=256",
+    # the style reward at full weight from the first of these few iterations
+    "algo.style_reward_weight=1", "algo.style_ramp_iterations=0",
 ]
 
 
@@ -234,7 +236,8 @@ STYLE_ONLY = ["env=stub", "algo=ppo_amp", "trainer.num_envs=64", "algo.unroll_le
               "trainer.progress=false", "trainer.log_every=50", "trainer.eval_every=0", "trainer.checkpoint_every=0",
               "algo.discriminator.hidden_sizes=[32]", "algo.discriminator.batch_size=128",
               "algo.discriminator.replay_size=4096", "algo.task_reward_weight=0", "algo.reference_start_share=0",
-              "algo.symmetry_coef=0", "algo.discriminator.learning_rate=1e-3", "algo.learning_rate=1e-3"]
+              "algo.symmetry_coef=0", "algo.discriminator.learning_rate=1e-3", "algo.learning_rate=1e-3",
+              "algo.lr_schedule=constant", "algo.style_reward_weight=1", "algo.style_ramp_iterations=0"]
 
 
 def test_amp_learns_the_reference_style_on_the_stub(tmp_path):
@@ -343,14 +346,16 @@ def test_gait_next_to_the_reference_is_logged_at_each_evaluation(tmp_path):
         assert key in m and m[key] >= 0  # an untrained policy mostly stands: its ratios are near 0
 
 
-def test_the_amp_walk_preset_matches_the_shipped_clips():
-    """experiment=amp_walk sets the env's gait clock, swing height and pelvis height to those of the
-    shipped reference clips (what they were generated with, and what they hold)."""
+@pytest.mark.parametrize("overrides", [["algo=ppo_amp"], ["experiment=amp_walk"]])
+def test_ppo_amp_on_wildrobot_matches_the_env_to_the_shipped_clips(overrides):
+    """algo=ppo_amp on env=wildrobot (conf/algo_env/ppo_amp_wildrobot.yaml), and the preset over it,
+    set the env's gait clock, swing height and pelvis height to those of the shipped reference clips
+    (what they were generated with, and what they hold)."""
     from wildrobot.motions.clip import read_clip
     from wildrobot.motions.features import BUILTIN_DATASET
     from wildrobot.motions.generator import GaitSettings
 
-    cfg = typed_config(["experiment=amp_walk"])
+    cfg = typed_config(overrides)
     assert cfg.algo.name == "ppo_amp" and cfg.algo.style_ramp_iterations > 0
     gait = GaitSettings()
     assert cfg.env.obs.gait_frequency == pytest.approx(1 / (2 * gait.step_time), rel=1e-3)
@@ -380,8 +385,12 @@ def test_the_amp_walk_preset_matches_the_shipped_clips():
     commands = [read_clip(p).command for p, _ in dataset_files(dataset_path(cfg))]
     assert len(commands) == 16 and any(c[2] for c in commands)  # 16 clips, turning ones among them
     assert sorted(p for p, _ in dataset_files(dataset_path(cfg))) == sorted(p for p, _ in dataset_files(BUILTIN_DATASET))
-    # the batch and optimiser it was measured with, whatever trainer=default's and algo=ppo's have become since
-    assert (cfg.trainer.num_envs, cfg.trainer.iterations) == (1024, 1000)
+    # the optimiser AMP was measured with, whatever algo=ppo's has become since; the preset's batch
     assert (cfg.algo.learning_rate, cfg.algo.lr_schedule, cfg.algo.desired_kl, cfg.algo.num_minibatches) == (
         pytest.approx(1e-3), "adaptive_kl", pytest.approx(0.01), 8)
-    assert typed_config([]).algo.name == "ppo"  # the preset is opt-in
+    if overrides == ["experiment=amp_walk"]:
+        assert (cfg.trainer.num_envs, cfg.trainer.iterations) == (1024, 1000)
+    # only AMP on WildRobot: PPO keeps the env's own gait terms, and AMP on another env its own config
+    assert typed_config([]).algo.name == "ppo"
+    assert typed_config([]).env.obs.gait_frequency == pytest.approx(2.0)
+    assert typed_config(["env=stub", "algo=ppo_amp"]).env == typed_config(["env=stub"]).env
