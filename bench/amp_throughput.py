@@ -5,8 +5,9 @@
 Both trainers run the same config: ``algo=ppo_amp``'s with the overrides (on WildRobot with the env's
 gait terms of ``conf/algo_env/ppo_amp_wildrobot.yaml``), and for PPO the same env and the same PPO
 settings (minibatches, epochs, networks, ...) under ``algo=ppo``, so that the ratio is the cost of AMP
-alone (the discriminator's updates, features, replay and reference starts). Each runs through ``Trainer.run``, compiled once each first; then ``--rounds`` times each, the order
-alternating from round to round, so a shared machine that drifts moves both alike. A run's rate is
+alone (the discriminator's updates, features, replay and reference starts). Each runs through
+``Trainer.run``, compiled once each first; then ``--rounds`` times each, the order alternating from
+round to round, so a shared machine that drifts moves both alike. A run's rate is
 its env steps over the seconds of every chunk after the first (the first chunk is one iteration,
 right after compiling). The headline is the median over rounds of AMP's rate / PPO's rate in the
 same round (goal: >= 0.85). The last line holds the figures as name=value pairs.
