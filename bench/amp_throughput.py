@@ -11,6 +11,11 @@ round to round, so a shared machine that drifts moves both alike. A run's rate i
 its env steps over the seconds of every chunk after the first (the first chunk is one iteration,
 right after compiling). The headline is the median over rounds of AMP's rate / PPO's rate in the
 same round (goal: >= 0.85). The last line holds the figures as name=value pairs.
+
+``--without-updates`` adds a third trainer to each round: AMP with its discriminator updates left
+out (``auxiliary_step`` returns the discriminator unchanged), so that ``amp_no_updates_vs_ppo`` shows
+what everything else of AMP costs (features, reference starts, the style reward, the replay buffer)
+and the gap to ``amp_vs_ppo`` what the updates cost. A diagnostic only: that trainer learns no style.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 from common import trainer_rate
 
 from wildrobot.algos.ppo_config import PPOConfig
@@ -31,10 +37,19 @@ from wildrobot.dispatch import trainer_class
 from wildrobot.jax_setup import configure_jax
 
 
-def rate(cfg) -> float:
+def rate(cfg, without_updates: bool = False) -> float:
     """Env steps per second of one training run, over every chunk after the first."""
     with tempfile.TemporaryDirectory() as tmp:
         trainer = trainer_class(cfg)(cfg, Path(tmp) / "run")
+        if without_updates:
+            make = trainer.make_algorithm
+
+            def make_without_updates(env):
+                algo = make(env)
+                algo.auxiliary_step = lambda amp: (amp, {"amp/accuracy": jnp.zeros(())})
+                return algo
+
+            trainer.make_algorithm = make_without_updates
         assert trainer.run() == 0
     return trainer_rate(trainer, trainer.algo.env_steps_per_iteration)
 
@@ -46,6 +61,8 @@ def main() -> None:
     p.add_argument("--chunks", type=int, default=3, help="chunks per run (the first, one iteration, is not timed)")
     p.add_argument("--log-every", type=int, default=2, help="iterations per chunk")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--without-updates", action="store_true",
+                   help="also time AMP without its discriminator updates (what the rest of AMP costs)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for both algorithms")
     args = p.parse_args()
     if args.chunks < 2 or args.rounds < 1:
@@ -57,21 +74,28 @@ def main() -> None:
     amp = load_config(["algo=ppo_amp", *common])
     ppo = PPOConfig(**{f.name: getattr(amp.algo, f.name) for f in dataclasses.fields(PPOConfig) if f.name != "name"})
     configs = {"ppo": dataclasses.replace(amp, algo=ppo), "ppo_amp": amp}
+    if args.without_updates:
+        configs["ppo_amp_no_updates"] = amp
+    no_updates = {name: name == "ppo_amp_no_updates" for name in configs}
     print(f"device={jax.devices()[0].device_kind} env={args.env} num_envs={args.num_envs} "
           f"iterations per run={args.chunks * args.log_every}", flush=True)
     for name, cfg in configs.items():  # compile both (and fill the compilation cache)
-        print(f"first run of {name} (compiling): {rate(cfg):,.0f} steps/s", flush=True)
+        print(f"first run of {name} (compiling): {rate(cfg, no_updates[name]):,.0f} steps/s", flush=True)
     rates = {name: [] for name in configs}
     for r in range(args.rounds):
         order = list(configs) if r % 2 == 0 else list(configs)[::-1]
         for name in order:
-            rates[name].append(rate(configs[name]))
-        print(f"round {r + 1}: ppo {rates['ppo'][-1]:,.0f} steps/s, ppo_amp {rates['ppo_amp'][-1]:,.0f} steps/s, "
-              f"ratio {rates['ppo_amp'][-1] / rates['ppo'][-1]:.3f}", flush=True)
+            rates[name].append(rate(configs[name], no_updates[name]))
+        print(f"round {r + 1}: " + ", ".join(f"{name} {rates[name][-1]:,.0f} steps/s" for name in configs)
+              + f", ratio {rates['ppo_amp'][-1] / rates['ppo'][-1]:.3f}", flush=True)
     ratios = [a / b for a, b in zip(rates["ppo_amp"], rates["ppo"])]
-    print(f"amp_vs_ppo={statistics.median(ratios):.3f} amp_vs_ppo_min={min(ratios):.3f} "
-          f"amp_vs_ppo_max={max(ratios):.3f} ppo_sps={statistics.median(rates['ppo']):.0f} "
-          f"amp_sps={statistics.median(rates['ppo_amp']):.0f}")
+    last = (f"amp_vs_ppo={statistics.median(ratios):.3f} amp_vs_ppo_min={min(ratios):.3f} "
+            f"amp_vs_ppo_max={max(ratios):.3f} ppo_sps={statistics.median(rates['ppo']):.0f} "
+            f"amp_sps={statistics.median(rates['ppo_amp']):.0f}")
+    if args.without_updates:
+        rest = [a / b for a, b in zip(rates["ppo_amp_no_updates"], rates["ppo"])]
+        last += f" amp_no_updates_vs_ppo={statistics.median(rest):.3f}"
+    print(last)
     sys.stdout.flush()
 
 

@@ -21,7 +21,7 @@ from wildrobot.algos.amp import discriminator_loss, replay_insert, replay_sample
 TINY_AMP = [o.replace("algo=ppo", "algo=ppo_amp") for o in TINY_PPO] + [
     "algo.discriminator.hidden_sizes=[16]", "algo.discriminator.batch_size=16", "algo.discriminator.replay_size=256",
     # the style reward at full weight from the first of these few iterations
-    "algo.style_reward_weight=1", "algo.style_ramp_iterations=0",
+    "algo.style_reward_weight=1", "algo.style_ramp_env_steps=0",
 ]
 
 
@@ -203,12 +203,24 @@ def test_a_centred_style_reward_has_zero_mean_over_the_rollout(stub_amp):
     assert float(metrics["amp/style_reward"]) > 0  # the logged style reward is the uncentred one
 
 
-def test_the_style_weight_ramps_in_over_its_iterations(stub_amp):
+def test_scoring_a_rollout_in_blocks_gives_the_scores_of_one_pass(stub_amp):
+    """``PPOAMP.score`` (blocks of SCORE_BLOCK rows, the last one padded) against D on every row at once."""
+    from wildrobot.algos.amp import SCORE_BLOCK
+
+    algo, state, _ = stub_amp
+    x = jax.random.normal(jax.random.key(3), (3, SCORE_BLOCK // 2 + 7, 2 * algo.feature_size))  # 1.5 blocks + 21 rows
+    blocks = jax.jit(algo.score)(state.amp.params, x)
+    assert blocks.shape == x.shape[:-1]
+    np.testing.assert_allclose(np.asarray(blocks), np.asarray(algo.apply_discriminator(state.amp.params, x)),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_the_style_weight_ramps_in_over_its_env_steps(stub_amp):
     import copy
 
     algo, state, traj = stub_amp
     ramped = copy.copy(algo)
-    ramped.cfg = dataclasses.replace(algo.cfg, style_ramp_iterations=10)
+    ramped.cfg = dataclasses.replace(algo.cfg, style_ramp_env_steps=10 * algo.env_steps_per_iteration)
     shape = jax.jit(ramped.shape_rewards)
     task = algo.cfg.task_reward_weight * np.asarray(traj["reward"])
     styles = []
@@ -219,6 +231,11 @@ def test_the_style_weight_ramps_in_over_its_iterations(stub_amp):
     np.testing.assert_allclose(styles[0], 0.0, atol=1e-7)  # the task alone at first
     np.testing.assert_allclose(styles[1], 0.5 * styles[2], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(styles[3], styles[2], rtol=1e-6)
+    # counted in env steps: a batch four times larger ramps in a quarter of the iterations
+    wider = copy.copy(ramped)
+    wider.env_steps_per_iteration = 4 * algo.env_steps_per_iteration
+    shares = [float(wider.style_ramp(jnp.asarray(it, jnp.int32))) for it in (0, 1, 2, 3, 10)]
+    assert shares == pytest.approx([0.0, 0.4, 0.8, 1.0, 1.0])
     _, full, _ = jax.jit(algo.shape_rewards)(state, traj)  # no ramp: the full weight from the start
     np.testing.assert_allclose(np.asarray(full["reward"]) - task, styles[2], rtol=1e-5, atol=1e-7)
 
@@ -237,7 +254,7 @@ STYLE_ONLY = ["env=stub", "algo=ppo_amp", "trainer.num_envs=64", "algo.unroll_le
               "algo.discriminator.hidden_sizes=[32]", "algo.discriminator.batch_size=128",
               "algo.discriminator.replay_size=4096", "algo.task_reward_weight=0", "algo.reference_start_share=0",
               "algo.symmetry_coef=0", "algo.discriminator.learning_rate=1e-3", "algo.learning_rate=1e-3",
-              "algo.lr_schedule=constant", "algo.style_reward_weight=1", "algo.style_ramp_iterations=0"]
+              "algo.lr_schedule=constant", "algo.style_reward_weight=1", "algo.style_ramp_env_steps=0"]
 
 
 def test_amp_learns_the_reference_style_on_the_stub(tmp_path):
@@ -356,7 +373,7 @@ def test_ppo_amp_on_wildrobot_matches_the_env_to_the_shipped_clips(overrides):
     from wildrobot.motions.generator import GaitSettings
 
     cfg = typed_config(overrides)
-    assert cfg.algo.name == "ppo_amp" and cfg.algo.style_ramp_iterations > 0
+    assert cfg.algo.name == "ppo_amp" and cfg.algo.style_ramp_env_steps > 0
     gait = GaitSettings()
     assert cfg.env.obs.gait_frequency == pytest.approx(1 / (2 * gait.step_time), rel=1e-3)
     assert cfg.env.reward.swing_height == pytest.approx(gait.swing_height)

@@ -95,7 +95,7 @@ def test_unknown_key_is_rejected_and_allowed_keys_listed(override, key):
         (["env.push.grow_to=0.7", "env.push.grow_steps=[2.0, 1.0]"], "env.push.grow_steps", "start < end"),
         (["algo=ppo_amp", "algo.style_reward_weight=0"], "algo.style_reward_weight", "algo=ppo"),
         (["algo=ppo_amp", "algo.reference_start_share=1.5"], "algo.reference_start_share", "[0, 1]"),
-        (["algo=ppo_amp", "algo.style_ramp_iterations=-1"], "algo.style_ramp_iterations", ">= 0"),
+        (["algo=ppo_amp", "algo.style_ramp_env_steps=-1"], "algo.style_ramp_env_steps", ">= 0"),
         (["algo=ppo_amp", "algo.discriminator.batch_size=4096", "algo.discriminator.replay_size=1000"],
          "algo.discriminator.replay_size", ">= algo.discriminator.batch_size"),
         (["algo=ppo_amp", "algo.discriminator.hidden_sizes=[]"], "algo.discriminator.hidden_sizes", "non-empty"),

@@ -34,7 +34,7 @@ from wildrobot.train.sharding import grouped_like_devices
 TWO_DEVICES = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONUNBUFFERED="1")
 RUNS = ["trainer.iterations=4", "trainer.log_every=2", "trainer.eval_every=2", "trainer.checkpoint_every=0"]
 AMP = ["algo=ppo_amp", "algo.discriminator.hidden_sizes=[16]", "algo.discriminator.batch_size=16",
-       "algo.discriminator.replay_size=64", "algo.style_ramp_iterations=0"]
+       "algo.discriminator.replay_size=64", "algo.style_ramp_env_steps=0"]
 # The smallest sharded WildRobot: 4 envs on MJX (MuJoCo C cannot be split), 2 iterations of 2 steps.
 MJX = ["env=wildrobot", "env.sim.backend=mjx", "algo=ppo", "trainer.num_envs=4", "algo.unroll_length=2",
        "algo.num_minibatches=2", "algo.num_epochs=1", "algo.policy.hidden_sizes=[16]", "algo.value.hidden_sizes=[16]",

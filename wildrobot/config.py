@@ -24,7 +24,7 @@ from wildrobot.envs.registry import env_entries
 from wildrobot.errors import ConfigError, require
 
 __all__ = ["ALGO_SCHEMAS", "env_schemas", "Config", "ConfigError", "TrainerConfig", "check_device_split",
-           "config_from_dict", "to_typed", "validate"]
+           "config_from_dict", "to_typed", "upgrade_stored", "validate"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -74,8 +74,30 @@ def to_typed(cfg: DictConfig) -> Config:
     return typed
 
 
+# Keys an earlier version had, and what took their place (``upgrade_stored`` converts stored configs).
+RENAMED_KEYS = {
+    "algo.style_ramp_iterations": "algo.style_ramp_env_steps, counted in env steps: iterations x "
+                                  "trainer.num_envs x algo.unroll_length (since 2026-12-05)",
+}
+
+
+def upgrade_stored(d: dict) -> dict:
+    """A config stored by an earlier version (a checkpoint's), in today's keys: the same run, keyed
+    as this version names it (``RENAMED_KEYS``)."""
+    algo = d.get("algo", {})
+    if "style_ramp_iterations" in algo:
+        algo = dict(algo)
+        iterations = algo.pop("style_ramp_iterations")
+        steps_per_iteration = d.get("trainer", {}).get("num_envs", TrainerConfig.num_envs) * algo.get(
+            "unroll_length", PPOConfig.unroll_length)
+        algo["style_ramp_env_steps"] = iterations * steps_per_iteration
+        d = dict(d, algo=algo)
+    return d
+
+
 def config_from_dict(d: dict) -> Config:
     """The typed Config stored (as plain JSON) in a checkpoint's metadata."""
+    d = upgrade_stored(d)
     for group, schemas in (("env", env_schemas()), ("algo", ALGO_SCHEMAS)):
         name = d.get(group, {}).get("name")
         if name not in schemas:
@@ -110,8 +132,9 @@ def reject_unknown_keys(node: Any, schema: Optional[type], path: str) -> None:
     for key in node.keys():
         full = f"{path}{key}"
         if key not in allowed:
+            renamed = f" '{full}' is now {RENAMED_KEYS[full]}." if full in RENAMED_KEYS else ""
             raise ConfigError(
-                f"unknown config key '{full}'. Allowed keys under '{path.rstrip('.') or '<root>'}' "
+                f"unknown config key '{full}'.{renamed} Allowed keys under '{path.rstrip('.') or '<root>'}' "
                 f"are: {', '.join(allowed)}. Check the spelling, or remove the '+' override."
             )
         child = node._get_node(key)

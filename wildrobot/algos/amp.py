@@ -37,6 +37,9 @@ from wildrobot.envs.wrappers import FEATURES, BatchedEnv
 from wildrobot.errors import ConfigError
 
 
+SCORE_BLOCK = 1024  # rows of a rollout the discriminator scores at a time (``PPOAMP.score``)
+
+
 @flax.struct.dataclass
 class DiscriminatorState:
     params: dict
@@ -68,9 +71,12 @@ def output_kernel(params: dict) -> jax.Array:
 def discriminator_loss(params: dict, apply: Callable, reference: jax.Array, policy: jax.Array,
                        gradient_penalty: float, logit_regularization: float) -> tuple[jax.Array, dict]:
     """The discriminator's loss on normalised inputs ``reference`` and ``policy`` (B, 2F)."""
-    d_ref, d_pol = apply(params, reference), apply(params, policy)
+    # D's input gradient at each reference sample from the same forward pass as its scores: the
+    # samples are independent, so the gradient of sum(D) with respect to row i is grad D(x_i)
+    d_ref, pull_back = jax.vjp(lambda x: apply(params, x), reference)
+    d_pol = apply(params, policy)
     least_squares = 0.5 * (jnp.mean((d_ref - 1.0) ** 2) + jnp.mean((d_pol + 1.0) ** 2))
-    grads = jax.vmap(jax.grad(lambda x: apply(params, x[None])[0]))(reference)
+    (grads,) = pull_back(jnp.ones_like(d_ref))
     penalty = jnp.mean(jnp.sum(grads**2, axis=-1))
     logit = jnp.sum(output_kernel(params) ** 2)
     total = least_squares + 0.5 * gradient_penalty * penalty + logit_regularization * logit
@@ -138,6 +144,17 @@ class PPOAMP(PPO):
     def apply_discriminator(self, params: dict, x: jax.Array) -> jax.Array:
         return self.disc_net.apply(params, x)[..., 0]
 
+    def score(self, params: dict, x: jax.Array) -> jax.Array:
+        """D on a whole rollout's inputs (..., 2F), in blocks of ``SCORE_BLOCK`` rows: the same
+        scores as one pass, with each block's activations in the CPU's cache (on this 2-core CPU, 20k
+        rows took 15 ms in blocks against 28 ms in one pass)."""
+        lead, rows = x.shape[:-1], int(np.prod(x.shape[:-1]))
+        blocks = -(-rows // SCORE_BLOCK)
+        flat = jnp.pad(x.reshape(rows, -1), ((0, blocks * SCORE_BLOCK - rows), (0, 0)))
+        d = jax.lax.map(lambda block: self.apply_discriminator(params, block),
+                        flat.reshape(blocks, SCORE_BLOCK, -1))
+        return d.reshape(-1)[:rows].reshape(lead)
+
     def discriminator_input(self, stats: RunningStats, s: jax.Array, s_next: jax.Array) -> jax.Array:
         return jnp.concatenate([normalize(stats, s), normalize(stats, s_next)], axis=-1)
 
@@ -163,7 +180,7 @@ class PPOAMP(PPO):
         reward; then the rollout's transitions go into the buffer and the normaliser."""
         cfg, amp = self.cfg, state.amp
         s, s_next = traj["obs"][FEATURES], traj["final_obs"][FEATURES]  # (T, N, F); s' before any reset
-        d = self.apply_discriminator(amp.params, self.discriminator_input(amp.stats, s, s_next))
+        d = self.score(amp.params, self.discriminator_input(amp.stats, s, s_next))
         r_style = style_reward(d)
         shaped = r_style - jnp.mean(r_style) if cfg.center_style_reward else r_style
         task = traj["reward"]
@@ -186,12 +203,13 @@ class PPOAMP(PPO):
         return state.replace(amp=amp), dict(traj, reward=reward), metrics
 
     def style_ramp(self, iteration: jax.Array) -> jax.Array:
-        """The share of ``style_reward_weight`` applied at ``iteration``: 0 -> 1 over
-        ``style_ramp_iterations`` (1 throughout when that is 0)."""
-        ramp = self.cfg.style_ramp_iterations
-        if ramp <= 0:
+        """The share of ``style_reward_weight`` applied at ``iteration``: 0 -> 1 over the first
+        ``style_ramp_env_steps`` env steps (1 throughout when that is 0), in whole iterations: the share
+        of the iteration that starts after ``iteration * env_steps_per_iteration`` steps."""
+        if self.cfg.style_ramp_env_steps <= 0:
             return jnp.ones((), jnp.float32)
-        return jnp.minimum(1.0, iteration.astype(jnp.float32) / ramp)
+        ramp_iterations = self.cfg.style_ramp_env_steps / self.env_steps_per_iteration
+        return jnp.minimum(1.0, iteration.astype(jnp.float32) / ramp_iterations)
 
     def auxiliary(self, state: AMPState) -> DiscriminatorState:
         return state.amp

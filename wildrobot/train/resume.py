@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
-from wildrobot.config import Config
+from wildrobot.config import Config, upgrade_stored
 from wildrobot.envs.core import PHYSICS_NAMES
 from wildrobot.errors import ConfigError
 from wildrobot.train.checkpoint import Checkpointer, CheckpointError, saved_steps
@@ -107,8 +107,8 @@ _ABSENT = "<absent>"
 
 def _differing(stored: dict, current: Config) -> list[tuple[str, Any, Any, bool]]:
     """(key, the checkpoint's value, this config's, whether the checkpoint lacks the key) for each key
-    that differs; a key the checkpoint lacks counts as its schema default."""
-    old, new, defaults = flatten(stored), flatten(current), _schema_defaults(current)
+    that differs; a key the checkpoint lacks counts as its schema default, one renamed since as its new name."""
+    old, new, defaults = flatten(upgrade_stored(stored)), flatten(current), _schema_defaults(current)
     rows = []
     for k in sorted(set(old) | set(new)):
         absent = k not in old and k in defaults
