@@ -1,10 +1,12 @@
 """Entry point: ``uv run run.py [overrides]`` (see README.md)."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from wildrobot.cli import main as wildrobot_main
-from wildrobot.cli import register_configs
+from wildrobot.cli import refuse_renamed_keys, register_configs
 
 register_configs()
 
@@ -15,4 +17,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    refuse_renamed_keys(sys.argv[1:])
     main()

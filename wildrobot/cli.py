@@ -13,7 +13,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from wildrobot.config import ALGO_SCHEMAS, Config, ConfigError, TrainerConfig, env_schemas, to_typed
+from wildrobot.config import ALGO_SCHEMAS, RENAMED_KEYS, Config, ConfigError, TrainerConfig, env_schemas, to_typed
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -45,6 +45,16 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
 def load_config(overrides: list[str] | None = None) -> Config:
     """The typed, validated Config ``run.py`` would run for these overrides."""
     return to_typed(compose_config(overrides))
+
+
+def refuse_renamed_keys(argv: list[str]) -> None:
+    """Stop with the new name when a command-line override uses a key an earlier version had
+    (``config.RENAMED_KEYS``); Hydra itself would only say that it cannot override it."""
+    for arg in argv:
+        key = arg.lstrip("+~").split("=", 1)[0]
+        if key in RENAMED_KEYS:
+            print(f"Config error: '{key}' is now {RENAMED_KEYS[key]}. Override that key instead.", file=sys.stderr)
+            sys.exit(2)
 
 
 def main(cfg: DictConfig) -> float:
