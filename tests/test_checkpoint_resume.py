@@ -184,23 +184,27 @@ def test_a_config_stored_with_a_renamed_key_reads_as_the_same_run():
     """``algo.style_ramp_iterations`` (iterations, until 2026-12-05) is read as
     ``algo.style_ramp_env_steps`` (env steps): a checkpoint of experiment=amp_walk from before
     evaluates with the same ramp and resumes under today's preset without a difference."""
+    import copy
     import dataclasses
 
-    from wildrobot.cli import compose_config, load_config
-    from wildrobot.config import ConfigError, config_from_dict, to_typed
+    from wildrobot.cli import load_config
+    from wildrobot.config import ConfigError, config_from_dict
     from wildrobot.train.resume import config_differences
 
     cfg = load_config(["experiment=amp_walk"])
     stored = dataclasses.asdict(cfg)
     del stored["algo"]["style_ramp_env_steps"]
     stored["algo"]["style_ramp_iterations"] = 250  # the preset as written then: 250 iterations of 1024 envs
+    as_written = copy.deepcopy(stored)
     assert config_from_dict(stored).algo.style_ramp_env_steps == 250 * 1024 * 20 == cfg.algo.style_ramp_env_steps
+    assert stored == as_written  # the stored dict itself is left as it was
     assert config_differences(stored, cfg) == []
     # on another batch the ramp still compares in env steps: only the batch differs
     assert config_differences(stored, load_config(["experiment=amp_walk", "trainer.num_envs=512"])) == [
         "trainer.num_envs: checkpoint 1024 vs now 512"]
-    with pytest.raises(ConfigError, match="is now algo.style_ramp_env_steps"):
-        to_typed(compose_config(["algo=ppo_amp", "+algo.style_ramp_iterations=250"]))
+    for override in ("algo.style_ramp_iterations=250", "+algo.style_ramp_iterations=250"):  # as an override too
+        with pytest.raises(ConfigError, match="is now algo.style_ramp_env_steps"):
+            load_config(["algo=ppo_amp", override])
 
 
 def test_resume_with_another_env_is_refused(ppo_runs):

@@ -36,6 +36,9 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    message = renamed_key_error(list(overrides or []))
+    if message:
+        raise ConfigError(message)
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -47,14 +50,22 @@ def load_config(overrides: list[str] | None = None) -> Config:
     return to_typed(compose_config(overrides))
 
 
-def refuse_renamed_keys(argv: list[str]) -> None:
-    """Stop with the new name when a command-line override uses a key an earlier version had
-    (``config.RENAMED_KEYS``); Hydra itself would only say that it cannot override it."""
-    for arg in argv:
+def renamed_key_error(overrides: list[str]) -> str | None:
+    """The message for the first override of a key an earlier version had (``config.RENAMED_KEYS``),
+    which Hydra itself would only say it cannot override; None when there is none."""
+    for arg in overrides:
         key = arg.lstrip("+~").split("=", 1)[0]
         if key in RENAMED_KEYS:
-            print(f"Config error: '{key}' is now {RENAMED_KEYS[key]}. Override that key instead.", file=sys.stderr)
-            sys.exit(2)
+            return f"'{key}' is now {RENAMED_KEYS[key]}. Override that key instead."
+    return None
+
+
+def refuse_renamed_keys(argv: list[str]) -> None:
+    """``run.py``'s check of its command line before Hydra composes it: exit 2 with the new name."""
+    message = renamed_key_error(argv)
+    if message:
+        print(f"Config error: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main(cfg: DictConfig) -> float:

@@ -74,7 +74,8 @@ def to_typed(cfg: DictConfig) -> Config:
     return typed
 
 
-# Keys an earlier version had, and what took their place (``upgrade_stored`` converts stored configs).
+# Keys an earlier version had, and what took their place: ``upgrade_stored`` converts stored configs,
+# and an override of the old key stops with the new one (``wildrobot.cli.renamed_key_error``).
 RENAMED_KEYS = {
     "algo.style_ramp_iterations": "algo.style_ramp_env_steps, counted in env steps: iterations x "
                                   "trainer.num_envs x algo.unroll_length (since 2026-12-05)",
@@ -132,9 +133,8 @@ def reject_unknown_keys(node: Any, schema: Optional[type], path: str) -> None:
     for key in node.keys():
         full = f"{path}{key}"
         if key not in allowed:
-            renamed = f" '{full}' is now {RENAMED_KEYS[full]}." if full in RENAMED_KEYS else ""
             raise ConfigError(
-                f"unknown config key '{full}'.{renamed} Allowed keys under '{path.rstrip('.') or '<root>'}' "
+                f"unknown config key '{full}'. Allowed keys under '{path.rstrip('.') or '<root>'}' "
                 f"are: {', '.join(allowed)}. Check the spelling, or remove the '+' override."
             )
         child = node._get_node(key)
