@@ -91,7 +91,7 @@ def upgrade_stored(d: dict) -> dict:
         iterations = algo.pop("style_ramp_iterations")
         steps_per_iteration = d.get("trainer", {}).get("num_envs", TrainerConfig.num_envs) * algo.get(
             "unroll_length", PPOConfig.unroll_length)
-        algo["style_ramp_env_steps"] = iterations * steps_per_iteration
+        algo["style_ramp_env_steps"] = float(iterations * steps_per_iteration)
         d = dict(d, algo=algo)
     return d
 

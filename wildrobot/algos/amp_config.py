@@ -30,7 +30,7 @@ class PPOAMPConfig(PPOConfig):
     # the style weight rises linearly from 0 to style_reward_weight over these first env steps (0: from
     # the start), so the policy first learns the task; the discriminator trains from the start. Counted in
     # env steps, so the ramp lasts as long on 512 envs as on 8192
-    style_ramp_env_steps: int = 0
+    style_ramp_env_steps: float = 0.0
     style_reward_scale: float = 2.0  # r_style = scale * dt * max(0, 1 - (d - 1)^2 / 4): per second, as the env's terms
     motion_dataset: str = ""  # a clip, a folder of clips or a manifest; "" = the gait library that ships
     reference_start_share: float = 0.3  # share of episodes that start at a random reference frame
@@ -46,7 +46,7 @@ class PPOAMPConfig(PPOConfig):
         require(self.style_reward_weight > 0, "algo.style_reward_weight", self.style_reward_weight,
                 "a number > 0 (with 0 the discriminator shapes nothing: train algo=ppo instead)")
         require(self.style_ramp_env_steps >= 0, "algo.style_ramp_env_steps", self.style_ramp_env_steps,
-                "an integer >= 0 (env steps)")
+                "a number of env steps >= 0")
         require(self.style_reward_scale > 0, "algo.style_reward_scale", self.style_reward_scale, "a number > 0")
         require(0 <= self.reference_start_share <= 1, "algo.reference_start_share", self.reference_start_share,
                 "a share in [0, 1]")
