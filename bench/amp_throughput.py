@@ -36,6 +36,8 @@ from wildrobot.cli import load_config
 from wildrobot.dispatch import trainer_class
 from wildrobot.jax_setup import configure_jax
 
+NO_UPDATES = "ppo_amp_no_updates"  # the --without-updates trainer: AMP whose discriminator is never updated
+
 
 def rate(cfg, without_updates: bool = False) -> float:
     """Env steps per second of one training run, over every chunk after the first."""
@@ -75,17 +77,16 @@ def main() -> None:
     ppo = PPOConfig(**{f.name: getattr(amp.algo, f.name) for f in dataclasses.fields(PPOConfig) if f.name != "name"})
     configs = {"ppo": dataclasses.replace(amp, algo=ppo), "ppo_amp": amp}
     if args.without_updates:
-        configs["ppo_amp_no_updates"] = amp
-    no_updates = {name: name == "ppo_amp_no_updates" for name in configs}
+        configs[NO_UPDATES] = amp
     print(f"device={jax.devices()[0].device_kind} env={args.env} num_envs={args.num_envs} "
           f"iterations per run={args.chunks * args.log_every}", flush=True)
     for name, cfg in configs.items():  # compile both (and fill the compilation cache)
-        print(f"first run of {name} (compiling): {rate(cfg, no_updates[name]):,.0f} steps/s", flush=True)
+        print(f"first run of {name} (compiling): {rate(cfg, name == NO_UPDATES):,.0f} steps/s", flush=True)
     rates = {name: [] for name in configs}
     for r in range(args.rounds):
         order = list(configs) if r % 2 == 0 else list(configs)[::-1]
         for name in order:
-            rates[name].append(rate(configs[name], no_updates[name]))
+            rates[name].append(rate(configs[name], name == NO_UPDATES))
         print(f"round {r + 1}: " + ", ".join(f"{name} {rates[name][-1]:,.0f} steps/s" for name in configs)
               + f", ratio {rates['ppo_amp'][-1] / rates['ppo'][-1]:.3f}", flush=True)
     ratios = [a / b for a, b in zip(rates["ppo_amp"], rates["ppo"])]
@@ -93,7 +94,7 @@ def main() -> None:
             f"amp_vs_ppo_max={max(ratios):.3f} ppo_sps={statistics.median(rates['ppo']):.0f} "
             f"amp_sps={statistics.median(rates['ppo_amp']):.0f}")
     if args.without_updates:
-        rest = [a / b for a, b in zip(rates["ppo_amp_no_updates"], rates["ppo"])]
+        rest = [a / b for a, b in zip(rates[NO_UPDATES], rates["ppo"])]
         last += f" amp_no_updates_vs_ppo={statistics.median(rest):.3f}"
     print(last)
     sys.stdout.flush()
