@@ -412,6 +412,7 @@ def test_check_and_show_from_the_command_line(library, walk, tmp_path):
                          capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "ZMP inside the support polygon" in res.stdout and "gait: cadence 2.86 steps/s" in res.stdout
+    assert f"root height {walk.root_pos[:, 2].mean():.3f} m" in res.stdout
     broken = save_clip(tmp_path / "broken.npz", walk.replace(root_pos=walk.root_pos - [0, 0, 0.01]))
     res = subprocess.run([sys.executable, "-m", "wildrobot.motions", "check", str(broken)], cwd=ROOT,
                          capture_output=True, text=True, timeout=300, env=env)

@@ -86,7 +86,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         d = report.descriptors
         print(f"  gait: cadence {d['cadence']:.2f} steps/s, stride {d['stride_length']:.3f} m, duty factor "
               f"{d['duty_factor']:.2f}, swing clearance {1000 * d['swing_clearance']:.0f} mm, speed vx "
-              f"{d['speed_vx']:+.3f} vy {d['speed_vy']:+.3f} m/s, turning {d['turning_rate']:+.3f} rad/s")
+              f"{d['speed_vx']:+.3f} vy {d['speed_vy']:+.3f} m/s, turning {d['turning_rate']:+.3f} rad/s, "
+              f"root height {clip.root_pos[:, 2].mean():.3f} m")  # the env's base_height_target for this gait
     print(f"{len(files) - failed} of {len(files)} clips pass")
     return 1 if failed else 0
 
