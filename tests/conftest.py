@@ -58,6 +58,17 @@ WILDROBOT_OVERRIDES = [
 ]
 
 
+def skip_without_rendering() -> None:
+    """Skip a rendering test on a machine with no headless OpenGL, unless ``WILDROBOT_REQUIRE_GL`` is
+    set (CI, which installs Mesa's EGL): there a broken renderer fails rather than skips."""
+    from wildrobot.render import gl_backend, no_backend_reason
+
+    if gl_backend() is None:
+        if os.environ.get("WILDROBOT_REQUIRE_GL"):
+            pytest.fail(f"WILDROBOT_REQUIRE_GL is set, but {no_backend_reason()}")
+        pytest.skip(f"rendering not tested: {no_backend_reason()}")
+
+
 def run_cli(args: list[str], cwd: Path, timeout: float = 240, **kwargs):
     import subprocess
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import (TINY_PPO, assert_resume_was_exact, interrupted_and_uninterrupted, make_trainer, run_cli,
                       typed_config)
-from wildrobot.algos.amp import discriminator_loss, replay_insert, replay_sample, style_reward
+from wildrobot.algos.amp import SCORE_BLOCK, discriminator_loss, replay_insert, replay_sample, style_reward
 
 TINY_AMP = [o.replace("algo=ppo", "algo=ppo_amp") for o in TINY_PPO] + [
     "algo.discriminator.hidden_sizes=[16]", "algo.discriminator.batch_size=16", "algo.discriminator.replay_size=256",
@@ -203,14 +203,11 @@ def test_a_centred_style_reward_has_zero_mean_over_the_rollout(stub_amp):
     assert float(metrics["amp/style_reward"]) > 0  # the logged style reward is the uncentred one
 
 
-@pytest.mark.parametrize("steps,envs", [(1, 5), (2, 1024), (3, 700)],
+@pytest.mark.parametrize("steps,envs", [(1, 5), (2, SCORE_BLOCK), (3, SCORE_BLOCK - 324)],
                          ids=["under_a_block", "whole_blocks", "last_block_padded"])
 def test_scoring_a_rollout_in_blocks_gives_the_scores_of_one_pass(stub_amp, steps, envs):
     """``PPOAMP.score`` (blocks of SCORE_BLOCK rows on the CPU, the last one padded) against D on every
     row at once."""
-    from wildrobot.algos.amp import SCORE_BLOCK
-
-    assert SCORE_BLOCK == 1024
     algo, state, _ = stub_amp
     x = jax.random.normal(jax.random.key(3), (steps, envs, 2 * algo.feature_size))
     scored = jax.jit(algo.score)(state.amp.params, x)
@@ -364,7 +361,8 @@ def test_gait_next_to_the_reference_is_logged_at_each_evaluation(tmp_path):
     m = trainer.final_metrics
     assert m["gait/dtw"] > 0 and np.isfinite(m["gait/dtw"])
     for key in ("gait/cadence_ratio", "gait/stride_ratio", "gait/clearance_ratio"):
-        assert key in m and m[key] >= 0  # an untrained policy mostly stands: its ratios are near 0
+        # an untrained policy mostly stands: its ratios are finite, from 0 to not far above 1
+        assert key in m and np.isfinite(m[key]) and 0 <= m[key] < 2, (key, m[key])
 
 
 @pytest.mark.parametrize("overrides", [["algo=ppo_amp"], ["experiment=amp_walk"]])

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, skip_without_rendering
 from wildrobot.eval import evaluate_policy, format_table, main, parse_commands
 from wildrobot.runs import load_run
 
@@ -129,7 +129,7 @@ def test_commands_parse_from_the_command_line():
 # WildRobot: a checkpoint of a real (one-iteration) run, a short evaluation, a few video frames
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # reading the MP4 back runs ffmpeg
 def test_eval_of_a_wildrobot_checkpoint_prints_the_table_and_writes_the_video(wildrobot_run, tmp_path, capsys):
-    from wildrobot.render import gl_backend, no_backend_reason
+    from wildrobot.render import gl_backend
 
     video = tmp_path / "eval.mp4"
     code = main([str(wildrobot_run), "--steps", "30", "--commands", "0,0,0;0.2,0,0.5", "--video", str(video),
@@ -140,7 +140,7 @@ def test_eval_of_a_wildrobot_checkpoint_prints_the_table_and_writes_the_video(wi
     assert "tracking_lin_vel" in out  # a reward term's row
     if gl_backend() is None:
         assert "Video: skipped" in out
-        pytest.skip(f"rendering not tested: {no_backend_reason()}")
+        skip_without_rendering()
     written = [p for p in tmp_path.iterdir() if p.suffix in (".mp4", ".gif")]
     assert len(written) == 1 and written[0].stat().st_size > 1000, out
     import imageio.v3 as iio
@@ -167,10 +167,9 @@ def test_video_falls_back_to_gif_without_an_mp4_encoder(tmp_path, monkeypatch):
 def test_offscreen_renderer_draws_the_scene_and_the_text():
     import mujoco
 
-    from wildrobot.render import OffscreenRenderer, Overlay, gl_backend, no_backend_reason
+    from wildrobot.render import OffscreenRenderer, Overlay
 
-    if gl_backend() is None:
-        pytest.skip(f"rendering not tested: {no_backend_reason()}")
+    skip_without_rendering()
     model = mujoco.MjModel.from_xml_string(
         '<mujoco><worldbody><light pos="0 0 3"/><geom type="plane" size="2 2 .1"/>'
         '<body pos="0 0 .3"><freejoint/><geom size=".1"/></body></worldbody></mujoco>')

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, skip_without_rendering
 from wildrobot.motions.checks import check_clip
 from wildrobot.motions.clip import Clip, MotionError, dataset_files, read_clip, save_clip, write_manifest
 from wildrobot.motions.loader import load_clip, load_dataset, resample
@@ -429,10 +429,8 @@ def test_check_and_show_from_the_command_line(library, walk, tmp_path):
 
 def test_the_clip_video_renders(walk, robot, tmp_path):
     from wildrobot.motions.show import render_clip
-    from wildrobot.render import gl_backend, no_backend_reason
 
-    if gl_backend() is None:
-        pytest.skip(f"rendering not tested: {no_backend_reason()}")
+    skip_without_rendering()
     written = render_clip(walk.replace(joint_pos=walk.joint_pos[:10], root_pos=walk.root_pos[:10],
                                        root_quat=walk.root_quat[:10], joint_vel=None, foot_contact=None),
                           robot, tmp_path / "walk.mp4", loops=1, width=96, height=64)

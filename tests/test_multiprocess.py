@@ -105,7 +105,11 @@ def test_the_launcher_ends_the_other_processes_when_one_fails():
 
     failing = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
     waiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    assert wait_all([waiting, failing], poll_s=0.05) == 3
-    assert waiting.returncode == -15  # terminated by the launcher, not after its 600 s
+    try:
+        assert wait_all([waiting, failing], poll_s=0.05) == 3
+        assert waiting.returncode == -15  # terminated by the launcher, not after its 600 s
+    finally:
+        if waiting.poll() is None:  # the launcher failed to end it: not left running after the test
+            waiting.kill()
     killed = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
     assert wait_all([killed], poll_s=0.05) == 128 + 9

@@ -92,6 +92,24 @@ def fake_submitit_handler():
     signal.signal(signal.SIGUSR2, previous)
 
 
+def test_a_second_ctrl_c_within_a_second_is_the_same_one_and_later_aborts():
+    """``uv run`` without a terminal relays the group's SIGINT that its child already has: a second one
+    sooner than ``SAME_SIGNAL_S`` after the first changes nothing; one later interrupts at once. A
+    second SIGTERM never interrupts. Times from an injected clock."""
+    now = [0.0]
+    stop = StopRequest(clock=lambda: now[0])
+    stop.handle(signal.SIGINT)
+    assert stop.requested and stop.name == "SIGINT"
+    now[0] = 0.5 * StopRequest.SAME_SIGNAL_S
+    stop.handle(signal.SIGINT)  # the same Ctrl-C delivered twice: still saving
+    stop.handle(signal.SIGTERM)
+    assert stop.name == "SIGINT" and stop.exit_code == 128 + signal.SIGINT
+    now[0] = 1.5 * StopRequest.SAME_SIGNAL_S
+    stop.handle(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        stop.handle(signal.SIGINT)
+
+
 def test_the_preemption_signal_is_handed_over_only_after_the_stop(fake_submitit_handler):
     with StopRequest() as stop:
         os.kill(os.getpid(), signal.SIGUSR2)  # Python runs the handler in the main thread, here

@@ -139,7 +139,7 @@ def test_env_leaves_are_split_over_both_devices_and_the_rest_replicated(two_devi
 
 
 def test_resume_on_two_devices_equals_the_uninterrupted_run(two_devices):
-    assert two_devices["resume"]["exact"]
+    assert two_devices["resume"]["mismatch"] == "", two_devices["resume"]["mismatch"]
     # a checkpoint written on two devices continues on one (a requeued job on a smaller node)
     assert two_devices["resume"]["other_device_count"] == {"iteration": 4, "devices": 1, "finite": True}
 
@@ -206,13 +206,17 @@ def main(root: Path) -> None:
 
     two = TINY_PPO + ["trainer.devices=2"]
     full = interrupted_and_uninterrupted(two, root / "resume")
-    assert_resume_was_exact(root / "resume", full)  # restored onto one device, as evaluation loads a run
+    try:
+        assert_resume_was_exact(root / "resume", full)  # restored onto one device, as evaluation loads a run
+        mismatch = ""
+    except AssertionError as e:  # reported to its own test, not as the fixture's error
+        mismatch = str(e) or "the resumed run differs from the uninterrupted one"
     # the same run continued on one device from its checkpoint at iteration 2
     shutil.copytree(root / "resume" / "part", root / "other")
     shutil.rmtree(root / "other" / "checkpoints" / "latest" / "4")
     _, carry = _train(TINY_PPO + ["trainer.iterations=4", "trainer.log_every=2", "trainer.devices=1",
                                   f"trainer.resume={root / 'other'}"], root / "other_hydra_dir")
-    out["resume"] = {"exact": True, "other_device_count": {
+    out["resume"] = {"mismatch": mismatch, "other_device_count": {
         "iteration": int(carry.iteration), "devices": len(jax.tree.leaves(carry.env_state)[0].sharding.device_set),
         "finite": all(bool(np.all(np.isfinite(x))) for x in jax.tree.leaves(jax.device_get(carry.params)))}}
 
