@@ -410,6 +410,8 @@ def test_ppo_amp_on_wildrobot_matches_the_env_to_the_shipped_clips(overrides):
     # the optimiser AMP was measured with, whatever algo=ppo's has become since; the preset's batch
     assert (cfg.algo.learning_rate, cfg.algo.lr_schedule, cfg.algo.desired_kl, cfg.algo.num_minibatches) == (
         pytest.approx(1e-3), "adaptive_kl", pytest.approx(0.01), 8)
+    # the discriminator batch: 512 since 2026-12-05 (0.90 x PPO's speed), the preset's figures with 1024
+    assert cfg.algo.discriminator.batch_size == (1024 if overrides == ["experiment=amp_walk"] else 512)
     if overrides == ["experiment=amp_walk"]:
         assert (cfg.trainer.num_envs, cfg.trainer.iterations) == (1024, 1000)
     # only AMP on WildRobot: PPO keeps the env's own gait terms, and AMP on another env its own config
