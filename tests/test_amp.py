@@ -241,6 +241,23 @@ def test_the_style_weight_ramps_in_over_its_env_steps(stub_amp):
     np.testing.assert_allclose(np.asarray(full["reward"]) - task, styles[2], rtol=1e-5, atol=1e-7)
 
 
+def test_a_reward_scale_scales_the_style_reward_as_the_task_reward(stub_amp):
+    """``algo.reward_scale`` multiplies the rollout's env reward (PPO) and the style term alike, so the
+    blend keeps its balance."""
+    import copy
+
+    algo, state, traj = stub_amp
+    scaled = copy.copy(algo)
+    scaled.cfg = dataclasses.replace(algo.cfg, reward_scale=0.1)
+    task = algo.cfg.task_reward_weight * np.asarray(traj["reward"])
+    _, full, _ = jax.jit(algo.shape_rewards)(state, traj)
+    # the rollout a scale of 0.1 collects: the same transitions with a tenth of the env reward
+    _, tenth, _ = jax.jit(scaled.shape_rewards)(state, dict(traj, reward=0.1 * traj["reward"]))
+    style = np.asarray(full["reward"]) - task
+    assert np.abs(style).max() > 1e-4
+    np.testing.assert_allclose(np.asarray(tenth["reward"]), 0.1 * np.asarray(full["reward"]), rtol=1e-5, atol=1e-8)
+
+
 def _velocity_distance(overrides, tmp_path):
     trainer = make_trainer(overrides, tmp_path / "run")
     trainer.on_finish = lambda carry, metrics: setattr(trainer, "carry", carry)

@@ -35,7 +35,7 @@ def test_model_matches_description(model, desc):
         assert model.actuator_trnid[k, 0] == j.id
         np.testing.assert_allclose(model.jnt_range[j.id], desc.joint_range[k], atol=1e-4)
         np.testing.assert_allclose(model.actuator_ctrlrange[k], desc.joint_range[k], atol=1e-4)
-    # servo numbers of robot.md
+    # the real servos' numbers (docs/environment.md, "Robot model and description")
     np.testing.assert_allclose(model.actuator_gainprm[:, 0], 21.1)
     np.testing.assert_allclose(model.actuator_biasprm[:, 1:3], [[-21.1, -0.5]] * n)
     np.testing.assert_allclose(model.actuator_forcerange, [[-4.0, 4.0]] * n)

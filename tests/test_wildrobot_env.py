@@ -38,12 +38,16 @@ def start(roll):
 
 @pytest.fixture(scope="module")
 def wrapped(env):
-    w = wrap_for_training(env)
+    w = wrap_for_training(env, features=True)  # with algo=ppo_amp's state features
     return w, jax.jit(w.reset), jax.jit(w.step)
 
 
 def _env(state, i):
     return jax.tree.map(lambda x: x[i], state)
+
+
+def others_of(i):
+    return np.array([j for j in range(N) if j != i])
 
 
 def _same_start(state):
@@ -116,6 +120,11 @@ def test_nan_injection_resets_only_that_env(env, wrapped):
     assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves((out.obs, out.metrics, out.reward)))
     assert np.isfinite(np.asarray(out.data.qpos[3])).all()  # replaced by a fresh episode
     assert float(out.info["episode_metrics"]["nonfinite"][3]) == 1.0
+    # the pre-reset observation a discriminator scores (s') is finite too: the blow-up's features zeroed
+    final = out.info["final_obs"]
+    assert np.isfinite(np.asarray(final["features"])).all() and np.isfinite(np.asarray(final["actor"])).all()
+    np.testing.assert_array_equal(np.asarray(final["features"][3]), 0.0)
+    assert np.abs(np.asarray(final["features"][others_of(3)])).sum() > 0
     others = np.array([i for i in range(N) if i != 3])
     for a, b in zip(jax.tree.leaves(clean.data), jax.tree.leaves(out.data)):
         np.testing.assert_array_equal(np.asarray(a)[others], np.asarray(b)[others])

@@ -135,7 +135,7 @@ class PPOAMP(PPO):
         self.disc_net = MLP(tuple(d.hidden_sizes), 1, d.activation)
         self.disc_optimizer = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
                                           optax.adamw(d.learning_rate, weight_decay=d.weight_decay))
-        self.style_scale = cfg.style_reward_scale * env.dt
+        self.style_scale = cfg.style_reward_scale * env.dt  # per second, as the env's terms
         *head, last = self.headline_metrics  # the evaluation stays last
         self.headline_metrics = (*head, ("style", "amp/style_reward", "{:.2f}"),
                                  ("D acc", "amp/accuracy", "{:.2f}"), last)
@@ -186,9 +186,10 @@ class PPOAMP(PPO):
         d = self.score(amp.params, self.discriminator_input(amp.stats, s, s_next))
         r_style = style_reward(d)
         shaped = r_style - jnp.mean(r_style) if cfg.center_style_reward else r_style
-        task = traj["reward"]
+        task = traj["reward"]  # the env's reward times algo.reward_scale (PPO's rollout)
         weight = cfg.style_reward_weight * self.style_ramp(state.iteration)
-        reward = cfg.task_reward_weight * task + weight * self.style_scale * shaped
+        # the style reward scaled as the task's, so that a reward scale keeps the blend's balance
+        reward = cfg.task_reward_weight * task + weight * cfg.reward_scale * self.style_scale * shaped
 
         key, k_ref = jax.random.split(amp.key)
         transitions = jnp.stack([s, s_next], axis=-2).reshape(-1, 2, self.feature_size)

@@ -131,7 +131,11 @@ class BatchedEnv:
     def _with_features(self, state: State) -> State:
         if not self.features:
             return state
-        return state.replace(obs=dict(state.obs, **{FEATURES: self.env.state_features(state)}))
+        features = self.env.state_features(state)
+        # a blow-up's state is not finite: zero its features as the env zeroes its observations, so
+        # that a discriminator scoring it (and the replay buffer keeping it) stays finite
+        features = jnp.where(jnp.all(jnp.isfinite(features)), features, 0.0)
+        return state.replace(obs=dict(state.obs, **{FEATURES: features}))
 
     def _reset_one(self, key: jax.Array) -> State:
         key, reset_key = jax.random.split(key)
