@@ -156,6 +156,54 @@ def test_builtin_library_has_walking_clips_with_their_commands(builtin_reference
     assert np.max(reference.starts["command"][:, 0]) >= 0.2  # walking forward, not only standing
 
 
+def test_a_reference_start_sets_the_gait_clock_to_the_clips_phase(builtin_reference):
+    """The env's clock lifts foot k while sin(phase + k pi) > 0: a reference start at the middle of a
+    foot's swing in its clip finds that foot's clock at the top of its swing (within a control step),
+    and a start in a standing clip (no phase) at the clock's 0."""
+    from wildrobot.motions.checks import _phases
+
+    cfg, env, reference = builtin_reference
+    starts = reference.starts
+    per_step = 2 * np.pi * cfg.env.obs.gait_frequency * env.dt
+    begin = jax.jit(env.reset_from)
+    key = jax.random.key(0)
+    checked = 0
+    for clip_end, clip in zip(np.cumsum([c.num_frames for c in reference.clips]), reference.clips):
+        first = clip_end - clip.num_frames  # the shipped clips are at the env's 50 Hz already
+        contact = clip.foot_contact > 0.5
+        swings = [(foot, (a + b - 1) // 2) for foot in range(2) for a, b in _phases(~contact[:, foot])
+                  if 0 < a and b < clip.num_frames]
+        phases = starts["phase"][first:clip_end]
+        if not swings:
+            assert np.isnan(phases).all()
+            state = begin(key, {k: v[first] for k, v in starts.items()})
+            assert int(state.info["step"]) == 0
+            continue
+        assert np.isfinite(phases).all()
+        for foot, mid in swings[:2]:
+            state = begin(key, {k: v[first + mid] for k, v in starts.items()})
+            clock = per_step * int(state.info["step"]) + np.pi * foot  # this foot's phase (rewards.feet_phase)
+            assert math.cos(clock - np.pi / 2) > math.cos(1.01 * per_step), (clip.name, foot, mid)
+            checked += 1
+    assert checked >= 20
+
+
+def test_gait_phase_of_a_made_up_contact_pattern():
+    """Swings of 10 frames every 20, alternating feet: the first foot's swing centres at pi / 2, the
+    second's at 3 pi / 2, 2 pi / 40 a frame between and beyond them; no swings: NaN."""
+    from wildrobot.motions.checks import gait_phase
+
+    frames = 100
+    contact = np.ones((frames, 2))
+    for start in range(5, frames - 10, 20):  # swings [5, 15) foot 0, [25, 35) foot 1, ...
+        contact[start:start + 10, (start // 20) % 2] = 0
+    expected = np.mod(np.pi / 2 + 2 * np.pi * (np.arange(frames) - 9.5) / 40, 2 * np.pi)
+    np.testing.assert_allclose(gait_phase(contact), expected, atol=1e-9)
+    # the other foot first: shifted by half a cycle
+    np.testing.assert_allclose(gait_phase(contact[:, ::-1]), np.mod(expected + np.pi, 2 * np.pi), atol=1e-9)
+    assert np.isnan(gait_phase(np.ones((frames, 2)))).all()
+
+
 # -- learning -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def stub_amp():

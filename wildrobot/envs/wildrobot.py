@@ -14,7 +14,7 @@ mirror map all come from that spec.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -137,7 +137,9 @@ class WildRobotEnv(Env):
     def reset_from(self, key: jax.Array, frame: dict[str, jax.Array]) -> State:
         """An episode that starts at a reference frame (``qpos``, ``qvel`` in this model's layout, and
         the clip's ``command``, resampled on the usual schedule): the root is moved over the origin
-        and, with ``reset.random_heading``, turned to a random heading with its velocity."""
+        and, with ``reset.random_heading``, turned to a random heading with its velocity. With the
+        frame's ``phase`` in its clip's gait cycle (``motions.checks.gait_phase``), the gait clock
+        starts there, so that the clock's feet lift with the clip's; a NaN phase starts it at 0."""
         cfg, p = self.cfg, self.physics
         rng, _, k_dr, k_push, _, k_yaw, k_noise = jax.random.split(key, 7)
         qpos, qvel = frame["qpos"].astype(jnp.float32), frame["qvel"].astype(jnp.float32)
@@ -149,9 +151,21 @@ class WildRobotEnv(Env):
             qpos = qpos.at[p.root_qpos + 3 : p.root_qpos + 7].set(quat_mul(turn, quat))
             v = qvel[p.root_dof : p.root_dof + 3]  # world frame (MuJoCo's free joint); angular stays body
             qvel = qvel.at[p.root_dof : p.root_dof + 3].set(quat_to_mat(turn) @ v)
-        return self._begin(qpos, qvel, frame["command"].astype(jnp.float32), (rng, k_dr, k_push, k_noise))
+        return self._begin(qpos, qvel, frame["command"].astype(jnp.float32), (rng, k_dr, k_push, k_noise),
+                           self._clock_step(frame["phase"]) if "phase" in frame else None)
 
-    def _begin(self, qpos: jax.Array, qvel: jax.Array, command: jax.Array, keys: tuple) -> State:
+    def _clock_step(self, phase: jax.Array) -> jax.Array:
+        """The control step at which the gait clock (``quantities``' phase) reads ``phase``, within
+        the clock's first cycle; 0 for a NaN phase."""
+        per_step = 2 * jnp.pi * self.cfg.obs.gait_frequency * self._dt
+        if per_step <= 0:
+            return jnp.zeros((), jnp.int32)
+        cycle = max(1, int(round(2 * jnp.pi / per_step)))
+        step = jnp.mod(jnp.round(jnp.nan_to_num(phase) / per_step), cycle).astype(jnp.int32)
+        return jnp.where(jnp.isnan(phase), 0, step)
+
+    def _begin(self, qpos: jax.Array, qvel: jax.Array, command: jax.Array, keys: tuple,
+               step: Optional[jax.Array] = None) -> State:
         """The episode state at physics state (qpos, qvel) with ``command``: randomisation drawn,
         bookkeeping zeroed, the first observation made."""
         cfg, p = self.cfg, self.physics
@@ -169,7 +183,7 @@ class WildRobotEnv(Env):
             "rng": rng,
             "command": command,
             "command_fixed": jnp.zeros((), jnp.float32),
-            "step": jnp.zeros((), jnp.int32),
+            "step": jnp.zeros((), jnp.int32) if step is None else step,
             "prev_action": zeros_n,
             "dr": dr,
             "push_countdown": randomize.sample_push_interval(k_push, cfg.push, self._dt),

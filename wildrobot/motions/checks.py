@@ -103,6 +103,32 @@ def contacts(points: np.ndarray, limits: Limits, given: Optional[np.ndarray] = N
     return (points[..., 2].min(axis=-1) < limits.contact_height).astype(float)
 
 
+def gait_phase(contact: np.ndarray) -> np.ndarray:
+    """(T,) each frame's phase in a gait cycle (radians in [0, 2 pi)) from its contacts (T, 2): the
+    first foot's swings centred on pi / 2, the second's on 3 pi / 2 (the env's gait clock lifts foot
+    k over phase + k pi in (0, pi)), linear in time between the swings' centres and on with the
+    nearest gap's rate before the first and after the last. NaN throughout with fewer than two
+    swings (a clip that stands): no phase to read."""
+    frames = len(contact)
+    centres = sorted((0.5 * (start + stop - 1), foot) for foot in range(min(2, contact.shape[1]))
+                     for start, stop in _phases(contact[:, foot] < 0.5) if start > 0 and stop < frames)
+    if len(centres) < 2:
+        return np.full(frames, np.nan)
+    times = np.array([c for c, _ in centres])
+    # unwrap: each next swing centre is the next half cycle (pi) on, a skipped one a full cycle
+    phase = [np.pi / 2 + np.pi * centres[0][1]]
+    for (_, before), (_, foot) in zip(centres, centres[1:]):
+        phase.append(phase[-1] + (np.pi if foot != before else 2 * np.pi))
+    phase = np.array(phase)
+    t = np.arange(frames, dtype=float)
+    out = np.interp(t, times, phase)
+    first = (phase[1] - phase[0]) / (times[1] - times[0])
+    last = (phase[-1] - phase[-2]) / (times[-1] - times[-2])
+    out = np.where(t < times[0], phase[0] + first * (t - times[0]), out)
+    out = np.where(t > times[-1], phase[-1] + last * (t - times[-1]), out)
+    return np.mod(out, 2 * np.pi)
+
+
 def gait_descriptors(qpos: np.ndarray, fps: float, contact: np.ndarray, points: np.ndarray, root_qpos: int,
                      loop: bool = False) -> dict[str, float]:
     """Cadence (touchdowns per second), stride length (m per gait cycle), duty factor (share of the

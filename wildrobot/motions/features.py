@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wildrobot.motions.checks import Limits, contacts, gait_phase, kinematics
 from wildrobot.motions.clip import Clip, MotionError
 from wildrobot.motions.loader import load_dataset, resample
 from wildrobot.motions.model import RobotModel
@@ -52,7 +53,9 @@ class ReferenceData:
 
     transitions: np.ndarray  # (M, 2, F): features of consecutive frames (s, s') of every clip
     weights: np.ndarray  # (M,): sampling probability of each transition (a clip's weight over its transitions)
-    starts: dict[str, np.ndarray]  # {"qpos": (N, nq), "qvel": (N, nv), "command": (N, 3)}: every frame
+    # {"qpos": (N, nq), "qvel": (N, nv), "command": (N, 3), "phase": (N,)}: every frame, with its phase
+    # in the clip's gait cycle (checks.gait_phase; NaN in a clip that stands) for the env's gait clock
+    starts: dict[str, np.ndarray]
     start_features: np.ndarray  # (N, F): the features of each frame of ``starts``
     clips: tuple[Clip, ...]  # the clips (as loaded: their own rate), for gait comparisons
     seconds: float  # the dataset's length
@@ -65,7 +68,7 @@ def reference_data(env, dataset: str | Path = BUILTIN_DATASET) -> ReferenceData:
     if not loaded:
         raise MotionError(f"the motion dataset {dataset} holds no clips")
     robot = RobotModel(env.desc)
-    weights, qpos_all, qvel_all, commands, clips, seconds = [], [], [], [], [], 0.0
+    weights, qpos_all, qvel_all, commands, phases, clips, seconds = [], [], [], [], [], [], 0.0
     for clip, weight in loaded:
         if weight <= 0:
             continue
@@ -79,6 +82,9 @@ def reference_data(env, dataset: str | Path = BUILTIN_DATASET) -> ReferenceData:
         weights.append(np.full(len(qpos) - 1, weight / (len(qpos) - 1)))
         command = clip.command if clip.command is not None else np.zeros(3)
         commands.append(np.tile(np.asarray(command, np.float32), (len(qpos), 1)))
+        given = at_rate.foot_contact
+        contact = contacts(None if given is not None else kinematics(robot, qpos)["points"], Limits(), given)
+        phases.append(gait_phase(contact))
         clips.append(clip)
         seconds += clip.num_frames / clip.fps
     if not clips:
@@ -92,7 +98,8 @@ def reference_data(env, dataset: str | Path = BUILTIN_DATASET) -> ReferenceData:
         weights=(w / w.sum()).astype(np.float32),
         starts={"qpos": np.concatenate(qpos_all).astype(np.float32),
                 "qvel": np.concatenate(qvel_all).astype(np.float32),
-                "command": np.concatenate(commands).astype(np.float32)},
+                "command": np.concatenate(commands).astype(np.float32),
+                "phase": np.concatenate(phases).astype(np.float32)},
         start_features=features.astype(np.float32),
         clips=tuple(clips),
         seconds=seconds,
