@@ -165,24 +165,30 @@ def test_a_reference_start_sets_the_gait_clock_to_the_clips_phase(builtin_refere
     cfg, env, reference = builtin_reference
     starts = reference.starts
     per_step = 2 * np.pi * cfg.env.obs.gait_frequency * env.dt
-    begin = jax.jit(env.reset_from)
+
+    @jax.jit
+    def begin(key, frame):  # the clock's phase of each foot as the env's rewards read it
+        state = env.reset_from(key, frame)
+        return state, env.quantities(state.data, state.info)["phase"]
+
     key = jax.random.key(0)
     checked = 0
     for clip_end, clip in zip(np.cumsum([c.num_frames for c in reference.clips]), reference.clips):
-        first = clip_end - clip.num_frames  # the shipped clips are at the env's 50 Hz already
+        assert clip.fps == pytest.approx(1 / env.dt)  # the shipped clips are at the env's rate: rows are frames
+        first = clip_end - clip.num_frames
         contact = clip.foot_contact > 0.5
         swings = [(foot, (a + b - 1) // 2) for foot in range(2) for a, b in _phases(~contact[:, foot])
                   if 0 < a and b < clip.num_frames]
         phases = starts["phase"][first:clip_end]
         if not swings:
             assert np.isnan(phases).all()
-            state = begin(key, {k: v[first] for k, v in starts.items()})
+            state, _ = begin(key, {k: v[first] for k, v in starts.items()})
             assert int(state.info["step"]) == 0
             continue
         assert np.isfinite(phases).all()
         for foot, mid in swings[:2]:
-            state = begin(key, {k: v[first + mid] for k, v in starts.items()})
-            clock = per_step * int(state.info["step"]) + np.pi * foot  # this foot's phase (rewards.feet_phase)
+            _, phase = begin(key, {k: v[first + mid] for k, v in starts.items()})
+            clock = float(phase[foot])  # this foot's phase, where rewards.feet_phase lifts it by sin(phase)
             assert math.cos(clock - np.pi / 2) > math.cos(1.01 * per_step), (clip.name, foot, mid)
             checked += 1
     assert checked >= 20
@@ -202,6 +208,22 @@ def test_gait_phase_of_a_made_up_contact_pattern():
     # the other foot first: shifted by half a cycle
     np.testing.assert_allclose(gait_phase(contact[:, ::-1]), np.mod(expected + np.pi, 2 * np.pi), atol=1e-9)
     assert np.isnan(gait_phase(np.ones((frames, 2)))).all()
+    # a swing cut by the clip's end is not read (the phase runs on from the swings before it) ...
+    cut = contact.copy()
+    cut[95:, 1] = 0
+    np.testing.assert_allclose(gait_phase(cut), expected, atol=1e-9)
+    # ... except in a loop, where it runs on across the seam: one cycle of 40 frames, its second
+    # swing across the seam (frames 35-39 and 0-4 lift foot 1, centred on frame -0.5)
+    one = np.ones((40, 2))
+    one[15:25, 0] = 0
+    one[35:, 1] = one[:5, 1] = 0
+    looped = np.mod(np.pi / 2 + 2 * np.pi * (np.arange(40) - 19.5) / 40, 2 * np.pi)
+    np.testing.assert_allclose(gait_phase(one, loop=True), looped, atol=1e-9)
+    assert np.isnan(gait_phase(one)).all()  # not a loop: one whole swing, no phase
+    # both feet in the air together (a hop): no alternating phase
+    hop = np.ones((frames, 2))
+    hop[10:20] = hop[50:60] = 0
+    assert np.isnan(gait_phase(hop)).all()
 
 
 # -- learning -------------------------------------------------------------------------------------------

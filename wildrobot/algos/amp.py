@@ -201,7 +201,7 @@ class PPOAMP(PPO):
             "amp/style_reward": jnp.mean(r_style),
             "amp/score_rollout": jnp.mean(d),
             "reward/task": jnp.mean(task),
-            "reward/style": jnp.mean(self.style_scale * r_style),
+            "reward/style": jnp.mean(cfg.reward_scale * self.style_scale * r_style),  # in reward/task's units
             "amp/style_weight": weight,
         }
         return state.replace(amp=amp), dict(traj, reward=reward), metrics

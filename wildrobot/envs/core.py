@@ -194,7 +194,7 @@ class Env(abc.ABC):
     def reset_from(self, key: jax.Array, frame: dict[str, jax.Array]) -> State:
         """A fresh episode that starts at one frame of a reference motion (reference state
         initialisation); ``frame`` holds one row of each array of the env's reference starts (for
-        WildRobot: ``qpos``, ``qvel`` and the clip's ``command``)."""
+        WildRobot: ``qpos``, ``qvel``, the clip's ``command`` and the frame's gait ``phase``)."""
         raise NotImplementedError(f"{type(self).__name__} cannot start an episode at a reference frame")
 
     @property

@@ -139,7 +139,9 @@ class WildRobotEnv(Env):
         the clip's ``command``, resampled on the usual schedule): the root is moved over the origin
         and, with ``reset.random_heading``, turned to a random heading with its velocity. With the
         frame's ``phase`` in its clip's gait cycle (``motions.checks.gait_phase``), the gait clock
-        starts there, so that the clock's feet lift with the clip's; a NaN phase starts it at 0."""
+        starts there, so that the clock's feet lift with the clip's (the clock is the episode's step
+        count, so its first command resampling comes up to one gait cycle early); a NaN phase starts
+        it at 0."""
         cfg, p = self.cfg, self.physics
         rng, _, k_dr, k_push, _, k_yaw, k_noise = jax.random.split(key, 7)
         qpos, qvel = frame["qpos"].astype(jnp.float32), frame["qvel"].astype(jnp.float32)

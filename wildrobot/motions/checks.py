@@ -103,18 +103,22 @@ def contacts(points: np.ndarray, limits: Limits, given: Optional[np.ndarray] = N
     return (points[..., 2].min(axis=-1) < limits.contact_height).astype(float)
 
 
-def gait_phase(contact: np.ndarray) -> np.ndarray:
+def gait_phase(contact: np.ndarray, loop: bool = False) -> np.ndarray:
     """(T,) each frame's phase in a gait cycle (radians in [0, 2 pi)) from its contacts (T, 2): the
     first foot's swings centred on pi / 2, the second's on 3 pi / 2 (the env's gait clock lifts foot
     k over phase + k pi in (0, pi)), linear in time between the swings' centres and on with the
-    nearest gap's rate before the first and after the last. NaN throughout with fewer than two
-    swings (a clip that stands): no phase to read."""
+    nearest gap's rate before the first and after the last. A swing cut by the clip's start or end
+    is not read, except in a loop, whose swings run on across its seam. NaN throughout with fewer
+    than two swings (a clip that stands) or with both feet in the air together (a hop): no
+    alternating phase to read."""
     frames = len(contact)
+    if loop and frames > 1:
+        return gait_phase(np.concatenate([contact] * 3))[frames:2 * frames]
     centres = sorted((0.5 * (start + stop - 1), foot) for foot in range(min(2, contact.shape[1]))
                      for start, stop in _phases(contact[:, foot] < 0.5) if start > 0 and stop < frames)
-    if len(centres) < 2:
-        return np.full(frames, np.nan)
     times = np.array([c for c, _ in centres])
+    if len(centres) < 2 or np.any(np.diff(times) <= 0):
+        return np.full(frames, np.nan)
     # unwrap: each next swing centre is the next half cycle (pi) on, a skipped one a full cycle
     phase = [np.pi / 2 + np.pi * centres[0][1]]
     for (_, before), (_, foot) in zip(centres, centres[1:]):

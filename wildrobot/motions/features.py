@@ -84,7 +84,7 @@ def reference_data(env, dataset: str | Path = BUILTIN_DATASET) -> ReferenceData:
         commands.append(np.tile(np.asarray(command, np.float32), (len(qpos), 1)))
         given = at_rate.foot_contact
         contact = contacts(None if given is not None else kinematics(robot, qpos)["points"], Limits(), given)
-        phases.append(gait_phase(contact))
+        phases.append(gait_phase(contact, loop=at_rate.loop))
         clips.append(clip)
         seconds += clip.num_frames / clip.fps
     if not clips:
