@@ -46,10 +46,6 @@ def _env(state, i):
     return jax.tree.map(lambda x: x[i], state)
 
 
-def others_of(i):
-    return np.array([j for j in range(N) if j != i])
-
-
 def _same_start(state):
     """Every env starts from env 0's state (then per-env edits isolate one cause each)."""
     return jax.tree.map(lambda x: jnp.broadcast_to(x[0], x.shape), state)
@@ -120,12 +116,12 @@ def test_nan_injection_resets_only_that_env(env, wrapped):
     assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves((out.obs, out.metrics, out.reward)))
     assert np.isfinite(np.asarray(out.data.qpos[3])).all()  # replaced by a fresh episode
     assert float(out.info["episode_metrics"]["nonfinite"][3]) == 1.0
+    others = np.array([i for i in range(N) if i != 3])
     # the pre-reset observation a discriminator scores (s') is finite too: the blow-up's features zeroed
     final = out.info["final_obs"]
     assert np.isfinite(np.asarray(final["features"])).all() and np.isfinite(np.asarray(final["actor"])).all()
     np.testing.assert_array_equal(np.asarray(final["features"][3]), 0.0)
-    assert np.abs(np.asarray(final["features"][others_of(3)])).sum() > 0
-    others = np.array([i for i in range(N) if i != 3])
+    assert np.abs(np.asarray(final["features"][others])).sum() > 0  # the others' are not
     for a, b in zip(jax.tree.leaves(clean.data), jax.tree.leaves(out.data)):
         np.testing.assert_array_equal(np.asarray(a)[others], np.asarray(b)[others])
     np.testing.assert_array_equal(np.asarray(out.done)[others], 0.0)
