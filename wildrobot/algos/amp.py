@@ -189,7 +189,8 @@ class PPOAMP(PPO):
         task = traj["reward"]  # the env's reward times algo.reward_scale (PPO's rollout)
         weight = cfg.style_reward_weight * self.style_ramp(state.iteration)
         # the style reward scaled as the task's, so that a reward scale keeps the blend's balance
-        reward = cfg.task_reward_weight * task + weight * cfg.reward_scale * self.style_scale * shaped
+        unit = cfg.reward_scale * self.style_scale
+        reward = cfg.task_reward_weight * task + weight * unit * shaped
 
         key, k_ref = jax.random.split(amp.key)
         transitions = jnp.stack([s, s_next], axis=-2).reshape(-1, 2, self.feature_size)
@@ -201,7 +202,7 @@ class PPOAMP(PPO):
             "amp/style_reward": jnp.mean(r_style),
             "amp/score_rollout": jnp.mean(d),
             "reward/task": jnp.mean(task),
-            "reward/style": jnp.mean(cfg.reward_scale * self.style_scale * r_style),  # in reward/task's units
+            "reward/style": jnp.mean(unit * r_style),  # in reward/task's units
             "amp/style_weight": weight,
         }
         return state.replace(amp=amp), dict(traj, reward=reward), metrics
