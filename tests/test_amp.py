@@ -16,7 +16,8 @@ import pytest
 
 from conftest import (TINY_PPO, assert_resume_was_exact, interrupted_and_uninterrupted, make_trainer, run_cli,
                       typed_config)
-from wildrobot.algos.amp import SCORE_BLOCK, discriminator_loss, replay_insert, replay_sample, style_reward
+from wildrobot.algos.amp import (SCORE_BLOCK, command_coverage, discriminator_loss, replay_insert, replay_sample,
+                                 style_reward)
 
 TINY_AMP = [o.replace("algo=ppo", "algo=ppo_amp") for o in TINY_PPO] + [
     "algo.discriminator.hidden_sizes=[16]", "algo.discriminator.batch_size=16", "algo.discriminator.replay_size=256",
@@ -75,6 +76,20 @@ def test_style_reward_is_one_for_the_reference_target_and_zero_for_the_policy_ta
     assert float(style_reward(jnp.float32(1.0))) == 1.0 and float(style_reward(jnp.float32(-1.0))) == 0.0
 
 
+def test_command_coverage_matches_a_plain_python_reference():
+    rng = np.random.default_rng(0)
+    commands = rng.uniform(-0.6, 0.6, (4, 5, 3)).astype(np.float32)
+    clips = rng.uniform(-0.3, 0.3, (6, 3)).astype(np.float32)
+    widths = np.array([0.1, 0.2, 0.15], np.float32)
+    got = np.asarray(command_coverage(jnp.asarray(commands), jnp.asarray(clips), jnp.asarray(widths)))
+    for index in np.ndindex(commands.shape[:-1]):
+        c = commands[index].tolist()
+        want = max(math.exp(-0.5 * sum(((c[i] - clip[i]) / widths[i]) ** 2 for i in range(3))) for clip in clips.tolist())
+        assert got[index] == pytest.approx(want, rel=1e-5, abs=1e-12)
+    at_a_clip = command_coverage(jnp.asarray(clips), jnp.asarray(clips), jnp.asarray(widths))
+    np.testing.assert_allclose(np.asarray(at_a_clip), 1.0)
+
+
 def test_replay_buffer_keeps_ring_order_and_samples_only_filled_slots():
     replay = jnp.full((5, 1), -1.0)
     replay, nxt, count = replay_insert(replay, jnp.int32(0), jnp.int32(0), jnp.array([[1.0], [2.0], [3.0]]))
@@ -122,6 +137,44 @@ def test_reference_starts_take_their_share_of_resets(share):
         np.testing.assert_array_equal(np.asarray(state.info["command"]), 0.0)
 
 
+def test_the_command_observation_is_the_command_each_state_follows():
+    """``wrap_for_training(..., command=True)``: ``obs["command"]`` after a reset, a reference start
+    (the clip's command), a command changed in an episode, and an auto-reset (``final_obs`` keeps the
+    ended episode's)."""
+    from wildrobot.envs.wrappers import wrap_for_training
+
+    stub = _stub()
+    _, starts = stub.synthetic_reference()
+    starts = dict(starts, command=np.full_like(starts["command"], 0.25))
+    env = wrap_for_training(stub, features=True, starts=starts, start_share=0.5, command=True)
+    state = jax.jit(env.reset)(jax.random.split(jax.random.key(2), 16))
+    command = np.asarray(state.obs["command"])
+    np.testing.assert_array_equal(command, np.asarray(state.info["command"]))
+    at_clip = np.all(command == 0.25, axis=-1)
+    assert 0 < at_clip.sum() < 16  # reference starts with the clip's command, and the env's own draws
+    fell, kept = int(np.flatnonzero(~at_clip)[0]), int(np.flatnonzero(at_clip)[0])  # a drawn command falls
+    changed = state.replace(
+        info=dict(state.info, command=state.info["command"].at[kept].set(jnp.array([0.1, -0.2]))),
+        data=dict(state.data, velocity=state.data["velocity"].at[fell].set(jnp.array([5.0, 0.0]))))
+    nxt = jax.jit(env.step)(changed, jnp.zeros((16, 2)))
+    assert float(nxt.done[fell]) == 1.0 and float(nxt.done[kept]) == 0.0  # it started again
+    np.testing.assert_array_equal(np.asarray(nxt.obs["command"]), np.asarray(nxt.info["command"]))
+    np.testing.assert_allclose(np.asarray(nxt.obs["command"][kept]), [0.1, -0.2])
+    np.testing.assert_array_equal(np.asarray(nxt.info["final_obs"]["command"][fell]), command[fell])
+    assert not np.array_equal(np.asarray(nxt.obs["command"][fell]), command[fell])  # the new episode's
+    with pytest.raises(ValueError, match="takes no command"):
+        wrap_for_training(_NoCommand(stub), command=True)
+
+
+class _NoCommand:
+    """An env that takes no command (for the wrapper's refusal)."""
+
+    def __init__(self, env):
+        self.env = env
+        self.command_labels = ()
+        self.episode_length = env.episode_length
+
+
 # -- feature parity on the robot ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def builtin_reference():
@@ -147,6 +200,28 @@ def test_a_reference_frame_set_into_the_physics_gives_the_dataset_features(built
     # and the check can fail: features of the wrong frames are far off
     shifted = dataclasses.replace(reference, start_features=np.roll(reference.start_features, 7, axis=0))
     assert feature_parity(env, shifted, frames=16) > 100 * PARITY_TOLERANCE
+
+
+def test_the_reference_gives_its_clips_commands(builtin_reference):
+    _, _, reference = builtin_reference
+    commands = reference.commands
+    expected = {tuple(np.round(np.asarray(clip.command, np.float64), 6)) for clip in reference.clips}
+    assert commands.shape == (len(expected), 3) and len(expected) == len(reference.clips)
+    assert {tuple(np.round(c.astype(np.float64), 6)) for c in commands} == expected
+    assert (0.0, 0.0, 0.0) in expected and (0.3, 0.0, -0.1) in expected
+    silent = dataclasses.replace(reference, clips=(*reference.clips[:-1], reference.clips[-1].replace(command=None)))
+    assert silent.commands is None  # a clip that does not say which command it realises
+
+
+def test_style_command_widths_reach_the_algorithm_through_the_trainer(tmp_path):
+    from wildrobot.envs.factory import make_env
+
+    trainer = make_trainer(TINY_AMP + ["algo.style_command_widths=[0.3,0.3]"], tmp_path / "run")
+    algo = trainer.make_algorithm(make_env(trainer.cfg.env))
+    assert algo.env.with_command
+    np.testing.assert_array_equal(np.asarray(algo.clip_commands), np.zeros((1, 2)))  # the synthetic style's
+    plain = make_trainer(TINY_AMP, tmp_path / "plain")
+    assert not plain.make_algorithm(make_env(plain.cfg.env)).env.with_command and plain.cfg.algo.style_command_widths == []
 
 
 def test_builtin_library_has_walking_clips_with_their_commands(builtin_reference):
@@ -309,6 +384,53 @@ def test_the_style_weight_ramps_in_over_its_env_steps(stub_amp):
     assert shares == pytest.approx([0.0, 0.4, 0.8, 1.0, 1.0])
     _, full, _ = jax.jit(algo.shape_rewards)(state, traj)  # no ramp: the full weight from the start
     np.testing.assert_allclose(np.asarray(full["reward"]) - task, styles[2], rtol=1e-5, atol=1e-7)
+
+
+def test_the_style_weight_falls_off_with_the_commands_distance_from_the_clips(stub_amp):
+    """``algo.style_command_widths``: each transition's style term times the coverage of the command it
+    followed (the wrapper's ``obs["command"]``), the task reward untouched."""
+    from wildrobot.algos.amp import PPOAMP
+    from wildrobot.envs.wrappers import wrap_for_training
+
+    algo, _, _ = stub_amp
+    cfg = dataclasses.replace(algo.cfg, style_command_widths=[0.2, 0.2])
+    clip_commands = np.array([[0.5, 0.0], [0.0, 0.0]], np.float32)
+    by_command = PPOAMP(cfg, wrap_for_training(_stub(), features=True, command=True), 32, 10,
+                        np.asarray(algo.reference), reference_commands=clip_commands)
+    state = jax.jit(by_command.init)(jax.random.key(0))  # the wrapper's observations with the command
+    _, traj, _ = jax.jit(by_command.rollout)(state, jax.random.key(1))
+    command = np.asarray(traj["obs"]["command"])
+    assert command.shape == (*traj["reward"].shape, 2)
+    # the command each action was chosen for: the one in the policy's own observation
+    np.testing.assert_array_equal(command, np.asarray(traj["obs"]["actor"])[..., _stub().observation["actor"].slice("command")])
+    coverage = np.asarray(command_coverage(jnp.asarray(command), jnp.asarray(clip_commands), jnp.asarray([0.2, 0.2])))
+    assert coverage.min() < 0.2 and coverage.max() > 0.8  # the stub's commands lie near and far from the clips
+    task = algo.cfg.task_reward_weight * np.asarray(traj["reward"])
+    _, everywhere, _ = jax.jit(algo.shape_rewards)(state, traj)
+    _, weighted, metrics = jax.jit(by_command.shape_rewards)(state, traj)
+    np.testing.assert_allclose(np.asarray(weighted["reward"]) - task,
+                               coverage * (np.asarray(everywhere["reward"]) - task), rtol=1e-4, atol=1e-7)
+    assert float(metrics["amp/command_coverage"]) == pytest.approx(coverage.mean(), rel=1e-5)
+
+
+def test_style_command_widths_are_refused_without_a_width_per_command_or_the_clips_commands(stub_amp):
+    from wildrobot.algos.amp import PPOAMP
+    from wildrobot.envs.wrappers import wrap_for_training
+    from wildrobot.errors import ConfigError
+
+    algo, _, _ = stub_amp
+    training = wrap_for_training(_stub(), features=True, command=True)
+    three = dataclasses.replace(algo.cfg, style_command_widths=[0.1, 0.1, 0.15])
+    with pytest.raises(ConfigError, match=r"has 3 widths; this env's command has 2 components \(vx, vy\)"):
+        PPOAMP(three, training, 32, 10, np.asarray(algo.reference), reference_commands=np.zeros((1, 2)))
+    two = dataclasses.replace(algo.cfg, style_command_widths=[0.1, 0.1])
+    with pytest.raises(ConfigError, match="this dataset gives none"):
+        PPOAMP(two, training, 32, 10, np.asarray(algo.reference))
+    with pytest.raises(ConfigError, match="command=True"):
+        PPOAMP(two, wrap_for_training(_stub(), features=True), 32, 10, np.asarray(algo.reference),
+               reference_commands=np.zeros((1, 2)))
+    with pytest.raises(ConfigError, match="algo.style_command_widths"):
+        typed_config(TINY_AMP + ["algo.style_command_widths=[0.1,0]"])
 
 
 def test_a_reward_scale_scales_the_style_reward_as_the_task_reward(stub_amp):

@@ -33,7 +33,7 @@ from wildrobot.algos.networks import MLP
 from wildrobot.algos.normalize import RunningStats, init_stats, normalize, update_stats
 from wildrobot.algos.ppo import PPO, PPOState
 from wildrobot.envs.core import Env
-from wildrobot.envs.wrappers import FEATURES, BatchedEnv
+from wildrobot.envs.wrappers import COMMAND, FEATURES, BatchedEnv
 from wildrobot.errors import ConfigError
 
 
@@ -60,6 +60,13 @@ class AMPState(PPOState):
 def style_reward(d: jax.Array) -> jax.Array:
     """max(0, 1 - (d - 1)^2 / 4): 1 at the reference target d = +1, 0 at the policy target d = -1."""
     return jnp.maximum(0.0, 1.0 - 0.25 * (d - 1.0) ** 2)
+
+
+def command_coverage(command: jax.Array, clip_commands: jax.Array, widths: jax.Array) -> jax.Array:
+    """How near each command (..., C) lies to the reference's commands (K, C), in (0, 1]:
+    exp(-1/2 min_k sum(((command - clip_commands[k]) / widths)^2)), 1 at a clip's command."""
+    z = (command[..., None, :] - clip_commands) / widths
+    return jnp.exp(-0.5 * jnp.min(jnp.sum(z * z, axis=-1), axis=-1))
 
 
 def output_kernel(params: dict) -> jax.Array:
@@ -112,11 +119,13 @@ class PPOAMP(PPO):
     """PPO whose reward adds a motion-style term from a discriminator trained beside it.
 
     ``env`` is the batched training env with its features observation (``wrap_for_training(...,
-    features=True)``); ``reference`` the dataset's transitions (M, 2, F) and ``reference_weights`` their
-    sampling probabilities (M,)."""
+    features=True)``, and ``command=True`` when ``style_command_widths`` is set); ``reference`` the
+    dataset's transitions (M, 2, F), ``reference_weights`` their sampling probabilities (M,) and
+    ``reference_commands`` the commands its clips realise (K, C), which ``style_command_widths`` needs."""
 
     def __init__(self, cfg: PPOAMPConfig, env: BatchedEnv, num_envs: int, total_iterations: int,
-                 reference: np.ndarray, reference_weights: np.ndarray | None = None, eval_env: Env | None = None):
+                 reference: np.ndarray, reference_weights: np.ndarray | None = None, eval_env: Env | None = None,
+                 reference_commands: np.ndarray | None = None):
         super().__init__(cfg, env, num_envs, total_iterations, eval_env=eval_env)
         size = env.feature_size
         if not getattr(env, "features", False) or size <= 0:
@@ -136,6 +145,24 @@ class PPOAMP(PPO):
         self.disc_optimizer = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
                                           optax.adamw(d.learning_rate, weight_decay=d.weight_decay))
         self.style_scale = cfg.style_reward_scale * env.dt  # per second, as the env's terms
+        self.clip_commands = self.command_widths = None
+        if cfg.style_command_widths:
+            labels = env.env.command_labels
+            if len(cfg.style_command_widths) != len(labels):
+                raise ConfigError(f"algo.style_command_widths={list(cfg.style_command_widths)} has "
+                                  f"{len(cfg.style_command_widths)} widths; this env's command has {len(labels)} "
+                                  f"components ({', '.join(labels) or 'none'}): give one width each, or [] for "
+                                  "the same style weight at every command")
+            commands = None if reference_commands is None else np.asarray(reference_commands, np.float32)
+            if commands is None or commands.ndim != 2 or commands.shape[1] != len(labels) or len(commands) == 0:
+                raise ConfigError("algo.style_command_widths weighs the style reward by the reference's commands, "
+                                  f"and this dataset gives none for the env's {len(labels)} components: set "
+                                  "algo.style_command_widths=[] or give the clips their `command`")
+            if not getattr(env, "with_command", False):
+                raise ConfigError("algo.style_command_widths needs the command of each state in the training env "
+                                  "(wrap_for_training(env, features=True, command=True))")
+            self.clip_commands = jnp.asarray(np.unique(commands, axis=0))
+            self.command_widths = jnp.asarray(cfg.style_command_widths, jnp.float32)
         *head, last = self.headline_metrics  # the evaluation stays last
         self.headline_metrics = (*head, ("style", "amp/style_reward", "{:.2f}"),
                                  ("D acc", "amp/accuracy", "{:.2f}"), last)
@@ -185,7 +212,11 @@ class PPOAMP(PPO):
         s, s_next = traj["obs"][FEATURES], traj["final_obs"][FEATURES]  # (T, N, F); s' before any reset
         d = self.score(amp.params, self.discriminator_input(amp.stats, s, s_next))
         r_style = style_reward(d)
-        shaped = r_style - jnp.mean(r_style) if cfg.center_style_reward else r_style
+        # weighed by how near the command each transition followed lies to the clips' (style_command_widths)
+        coverage = (jnp.ones_like(r_style) if self.clip_commands is None
+                    else command_coverage(traj["obs"][COMMAND], self.clip_commands, self.command_widths))
+        paid = coverage * r_style
+        shaped = paid - jnp.mean(paid) if cfg.center_style_reward else paid
         task = traj["reward"]  # the env's reward times algo.reward_scale (PPO's rollout)
         weight = cfg.style_reward_weight * self.style_ramp(state.iteration)
         # the style reward scaled as the task's, so that a reward scale keeps the blend's balance
@@ -202,8 +233,9 @@ class PPOAMP(PPO):
             "amp/style_reward": jnp.mean(r_style),
             "amp/score_rollout": jnp.mean(d),
             "reward/task": jnp.mean(task),
-            "reward/style": jnp.mean(unit * r_style),  # in reward/task's units
+            "reward/style": jnp.mean(unit * paid),  # in reward/task's units, before the style weight
             "amp/style_weight": weight,
+            "amp/command_coverage": jnp.mean(coverage),
         }
         return state.replace(amp=amp), dict(traj, reward=reward), metrics
 

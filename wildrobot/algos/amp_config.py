@@ -31,6 +31,11 @@ class PPOAMPConfig(PPOConfig):
     # the start), so the policy first learns the task; the discriminator trains from the start. Counted in
     # env steps, so the ramp lasts as long on 512 envs as on 8192
     style_ramp_env_steps: float = 0.0
+    # the style weight of a transition falls off with its command's distance from the nearest command of
+    # the reference clips: times exp(-1/2 sum(((c - c_clip) / width)^2)), one width per command component
+    # (WildRobot: vx, vy in m/s, yaw rate in rad/s); [] = the same weight at every command. Where the clips
+    # show no gait for a command (turning faster than any clip), the task reward leads
+    style_command_widths: list[float] = field(default_factory=list)
     style_reward_scale: float = 2.0  # r_style = scale * dt * max(0, 1 - (d - 1)^2 / 4): per second, as the env's terms
     motion_dataset: str = ""  # a clip, a folder of clips or a manifest; "" = the gait library that ships
     reference_start_share: float = 0.3  # share of episodes that start at a random reference frame
@@ -47,6 +52,8 @@ class PPOAMPConfig(PPOConfig):
                 "a number > 0 (with 0 the discriminator shapes nothing: train algo=ppo instead)")
         require(self.style_ramp_env_steps >= 0, "algo.style_ramp_env_steps", self.style_ramp_env_steps,
                 "a number of env steps >= 0")
+        require(all(w > 0 for w in self.style_command_widths), "algo.style_command_widths",
+                list(self.style_command_widths), "[] or a list of widths > 0, one per command component")
         require(self.style_reward_scale > 0, "algo.style_reward_scale", self.style_reward_scale, "a number > 0")
         require(0 <= self.reference_start_share <= 1, "algo.reference_start_share", self.reference_start_share,
                 "a share in [0, 1]")

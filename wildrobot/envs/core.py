@@ -129,6 +129,11 @@ class Env(abc.ABC):
         envs that take a command override this (evaluation uses it)."""
         raise NotImplementedError(f"{type(self).__name__} takes no command")
 
+    def command(self, state: State) -> jax.Array:
+        """The command ``state`` follows (``command_labels`` order); envs that take a command override
+        this (a style reward weighted by the reference's commands reads it)."""
+        raise NotImplementedError(f"{type(self).__name__} takes no command")
+
     @property
     @abc.abstractmethod
     def observation_size(self) -> dict[str, int]:

@@ -129,6 +129,9 @@ class StubEnv(Env):
         starts = {"velocity": v, "command": np.zeros_like(v)}
         return np.stack([v[:-1], v[1:]], axis=1), starts
 
+    def command(self, state: State) -> jax.Array:
+        return state.info["command"]
+
     def set_command(self, state: State, command: jax.Array) -> State:
         info = dict(state.info, command=jnp.asarray(command, jnp.float32)[:2])
         return state.replace(info=info, obs=self._obs(state.data, info))

@@ -310,6 +310,9 @@ class WildRobotEnv(Env):
         }
         return State(data, obs, jnp.where(finite, reward, 0.0), done, metrics, new_info)
 
+    def command(self, state: State) -> jax.Array:
+        return state.info["command"]
+
     def set_command(self, state: State, command: jax.Array) -> State:
         """Fix the command for the rest of the episode (no resampling) and update the obs."""
         command = jnp.asarray(command, jnp.float32)

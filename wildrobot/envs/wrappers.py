@@ -16,7 +16,8 @@ each step adds the batch's size, and a slot's new episode keeps its clock.
 
 For a motion-style discriminator (``algo=ppo_amp``) it can also add the env's ``state_features`` to
 every observation as ``obs["features"]`` (so ``final_obs["features"]`` is the pre-reset state of an
-episode's last transition), and start a share of the episodes it resets at reference frames
+episode's last transition), the command each state follows as ``obs["command"]`` (``Env.command``),
+and start a share of the episodes it resets at reference frames
 (``starts``: arrays with one row per frame, given to ``Env.reset_from``).
 """
 
@@ -31,6 +32,7 @@ import jax.numpy as jnp
 from wildrobot.envs.core import TRAINING_STEPS, Env, State
 
 FEATURES = "features"  # the observation key of the env's state features, when asked for
+COMMAND = "command"  # the observation key of the command a state follows (Env.command), when asked for
 WRAPPER_KEYS = ("steps", "truncation", "final_obs", "episode_metrics", "episode_done", "reset_rng", "running")
 
 
@@ -49,6 +51,7 @@ class BatchedEnv:
     features: bool = False  # add obs["features"] (Env.state_features) to every observation
     starts: Optional[dict[str, Any]] = None  # reference frames, one row each (Env.reset_from)
     start_share: float = 0.0  # the share of resets that start at a random reference frame
+    with_command: bool = False  # add obs["command"] (Env.command) to every observation
     few_resets: float = 1 / 16  # up to this share of the batch finishing at once, reset only those envs
 
     @property
@@ -126,16 +129,19 @@ class BatchedEnv:
             frame = {name: jnp.asarray(rows)[row] for name, rows in self.starts.items()}
             use = jax.random.bernoulli(k_pick, self.start_share)
             state = _select(use, self.env.reset_from(k_reset, frame), self.env.reset(k_reset))
-        return self._with_features(state)
+        return self._with_extras(state)
 
-    def _with_features(self, state: State) -> State:
-        if not self.features:
-            return state
-        features = self.env.state_features(state)
-        # a blow-up's state is not finite: zero its features as the env zeroes its observations, so
-        # that a discriminator scoring it (and the replay buffer keeping it) stays finite
-        features = jnp.where(jnp.all(jnp.isfinite(features)), features, 0.0)
-        return state.replace(obs=dict(state.obs, **{FEATURES: features}))
+    def _with_extras(self, state: State) -> State:
+        """``state`` with the observations asked for beside the env's own (features, command)."""
+        extras = {}
+        if self.features:
+            features = self.env.state_features(state)
+            # a blow-up's state is not finite: zero its features as the env zeroes its observations, so
+            # that a discriminator scoring it (and the replay buffer keeping it) stays finite
+            extras[FEATURES] = jnp.where(jnp.all(jnp.isfinite(features)), features, 0.0)
+        if self.with_command:
+            extras[COMMAND] = jnp.asarray(self.env.command(state), jnp.float32)
+        return state.replace(obs=dict(state.obs, **extras)) if extras else state
 
     def _reset_one(self, key: jax.Array) -> State:
         key, reset_key = jax.random.split(key)
@@ -158,7 +164,7 @@ class BatchedEnv:
         episode ended, and this wrapper's own bookkeeping from ``state``."""
         own = {k: state.info[k] for k in WRAPPER_KEYS}
         inner = state.replace(info={k: v for k, v in state.info.items() if k not in WRAPPER_KEYS})
-        nxt = self._with_features(self.env.step_in_episode(inner, action))
+        nxt = self._with_extras(self.env.step_in_episode(inner, action))
         terminated = nxt.done > 0
         truncated = jnp.logical_and(own["steps"] + 1 >= self.episode_length, jnp.logical_not(terminated))
         return nxt, jnp.logical_or(terminated, truncated), dict(own, truncated=truncated)
@@ -190,10 +196,13 @@ class BatchedEnv:
 
 
 def wrap_for_training(env: Env, episode_length: int | None = None, features: bool = False,
-                      starts: Optional[dict[str, Any]] = None, start_share: float = 0.0) -> BatchedEnv:
+                      starts: Optional[dict[str, Any]] = None, start_share: float = 0.0,
+                      command: bool = False) -> BatchedEnv:
     if features and env.feature_size <= 0:
         raise ValueError(f"{type(env).__name__} has no motion features (Env.feature_size is 0)")
-    return BatchedEnv(env, episode_length or env.episode_length, features, starts, start_share)
+    if command and not env.command_labels:
+        raise ValueError(f"{type(env).__name__} takes no command (Env.command_labels is empty)")
+    return BatchedEnv(env, episode_length or env.episode_length, features, starts, start_share, command)
 
 
 def termination(state: State) -> jax.Array:

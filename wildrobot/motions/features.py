@@ -60,6 +60,16 @@ class ReferenceData:
     clips: tuple[Clip, ...]  # the clips (as loaded: their own rate), for gait comparisons
     seconds: float  # the dataset's length
 
+    @property
+    def commands(self) -> np.ndarray | None:
+        """The distinct commands its clips realise (K, C); None when a clip does not say. A reference
+        without clips (the stub env's synthetic style) gives its frames' commands."""
+        if not self.clips:
+            return np.unique(np.asarray(self.starts["command"], np.float32), axis=0) if "command" in self.starts else None
+        if any(clip.command is None for clip in self.clips):
+            return None
+        return np.unique(np.stack([np.asarray(clip.command, np.float32) for clip in self.clips]), axis=0)
+
 
 def reference_data(env, dataset: str | Path = BUILTIN_DATASET) -> ReferenceData:
     """Every clip of ``dataset`` (a clip, a folder or a manifest) loaded for ``env.desc`` (the loader's

@@ -48,10 +48,12 @@ class AMPTrainer(Trainer):
         reference = load_reference(self.cfg, env)
         eval_env = make_env(evaluation_config(self.cfg.env)) if t.eval_every else None
         share = cfg.reference_start_share
+        # (an env without a command: PPOAMP refuses the widths with a ConfigError)
+        by_command = bool(cfg.style_command_widths) and bool(env.command_labels)
         training = wrap_for_training(env, features=True, starts=reference.starts if share > 0 else None,
-                                     start_share=share)
+                                     start_share=share, command=by_command)
         algo = PPOAMP(cfg, training, t.num_envs, t.iterations, reference.transitions, reference.weights,
-                      eval_env=eval_env)
+                      eval_env=eval_env, reference_commands=reference.commands if by_command else None)
         self.gait = None
         if eval_env is not None and hasattr(eval_env, "desc") and reference.clips:
             self.gait = GaitProbe(eval_env, reference.clips, algo.deterministic_action)
