@@ -161,7 +161,7 @@ class PPOAMP(PPO):
             if not getattr(env, "with_command", False):
                 raise ConfigError("algo.style_command_widths needs the command of each state in the training env "
                                   "(wrap_for_training(env, features=True, command=True))")
-            self.clip_commands = jnp.asarray(np.unique(commands, axis=0))
+            self.clip_commands = jnp.asarray(commands)  # a repeated command changes no minimum
             self.command_widths = jnp.asarray(cfg.style_command_widths, jnp.float32)
         *head, last = self.headline_metrics  # the evaluation stays last
         self.headline_metrics = (*head, ("style", "amp/style_reward", "{:.2f}"),
