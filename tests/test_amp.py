@@ -234,7 +234,8 @@ def test_builtin_library_has_walking_clips_with_their_commands(builtin_reference
 def test_a_reference_start_sets_the_gait_clock_to_the_clips_phase(builtin_reference):
     """The env's clock lifts foot k while sin(phase + k pi) > 0: a reference start at the middle of a
     foot's swing in its clip finds that foot's clock at the top of its swing (within a control step),
-    and a start in a standing clip (no phase) at the clock's 0."""
+    and a start in a standing clip (no phase) at the clock's 0. Either way the episode's step count
+    starts at 0, so its first command is kept the whole resampling interval."""
     from wildrobot.motions.checks import _phases
 
     cfg, env, reference = builtin_reference
@@ -258,11 +259,12 @@ def test_a_reference_start_sets_the_gait_clock_to_the_clips_phase(builtin_refere
         if not swings:
             assert np.isnan(phases).all()
             state, _ = begin(key, {k: v[first] for k, v in starts.items()})
-            assert int(state.info["step"]) == 0
+            assert int(state.info["step"]) == 0 and float(state.info["clock"]) == 0.0
             continue
         assert np.isfinite(phases).all()
         for foot, mid in swings[:2]:
-            _, phase = begin(key, {k: v[first + mid] for k, v in starts.items()})
+            state, phase = begin(key, {k: v[first + mid] for k, v in starts.items()})
+            assert int(state.info["step"]) == 0
             clock = float(phase[foot])  # this foot's phase, where rewards.feet_phase lifts it by sin(phase)
             assert math.cos(clock - np.pi / 2) > math.cos(1.01 * per_step), (clip.name, foot, mid)
             checked += 1

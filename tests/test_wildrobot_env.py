@@ -17,6 +17,7 @@ from wildrobot.envs.verify import Rollout
 from wildrobot.envs.wildrobot import WildRobotEnv
 from wildrobot.envs.wildrobot_config import ResetConfig, WildRobotEnvConfig
 from wildrobot.envs.wrappers import wrap_for_training
+from wildrobot.errors import ConfigError
 
 N = 8
 
@@ -282,10 +283,12 @@ def test_feet_phase_reads_the_soles_centre_or_lowest_point_as_configured():
 def test_the_mirror_maps_a_motion_onto_its_mirror_image():
     """Two robots from home: one with a command and random actions, the other with the mirrored
     command and mirrored actions. Every observation of the second is the mirror of the first's
-    (the gait clock aside: both clocks run in step, so it is checked on its own)."""
+    (the gait clock aside: both clocks run in step, so it is checked on its own). The clock steps
+    faster on this turn (``obs.gait_frequency_per_yaw_rate``), the same for the mirrored turn."""
     cfg = WildRobotEnvConfig()
     cfg = dataclasses.replace(
         cfg, reset=ResetConfig(joint_noise=0.0, random_heading=False),
+        obs=dataclasses.replace(cfg.obs, gait_frequency_per_yaw_rate=1.5, gait_frequency_yaw_from=0.1),
         **{g: dataclasses.replace(getattr(cfg, g), enabled=False) for g in ("randomization", "push", "noise")})
     env = WildRobotEnv(cfg)
     mirror, steps = env.mirror, 25
@@ -305,7 +308,25 @@ def test_the_mirror_maps_a_motion_onto_its_mirror_image():
         np.testing.assert_allclose(obs[1][motion], np.asarray(mirror.actor_obs(obs[0]))[motion], atol=2e-3)
     obs = np.asarray(final.obs["actor"])
     assert np.abs(obs[1] - obs[0])[motion].max() > 0.05  # the two motions do differ
-    # the gait clock's mirror is the other foot's clock: half a period later
-    phase = 2 * np.pi * cfg.obs.gait_frequency * steps * env.dt
+    # both clocks ran at the turn's frequency, 2 Hz + 1.5 Hz per rad/s beyond 0.1 rad/s ...
+    phase = 2 * np.pi * (cfg.obs.gait_frequency + 1.5 * (0.4 - 0.1)) * steps * env.dt
+    np.testing.assert_allclose(obs[:, ~motion], [[np.sin(phase), np.cos(phase)]] * 2, atol=1e-4)
+    # ... and the gait clock's mirror is the other foot's clock: half a period later
     np.testing.assert_allclose(np.asarray(mirror.actor_obs(obs[0]))[~motion],
                                [np.sin(phase + np.pi), np.cos(phase + np.pi)], atol=1e-4)
+
+
+def test_the_gait_clock_runs_at_the_commands_frequency():
+    """``gait_frequency`` against its formula, and ``advance_clock`` as the phase a step on, wrapped."""
+    cfg = WildRobotEnvConfig()
+    env = WildRobotEnv(dataclasses.replace(cfg, obs=dataclasses.replace(
+        cfg.obs, gait_frequency=1.5, gait_frequency_per_yaw_rate=2.0, gait_frequency_yaw_from=0.1)))
+    commands = jnp.array([[0.2, 0.0, 0.0], [0.0, 0.1, -0.1], [0.1, 0.0, 0.5], [0.0, 0.0, -0.3]])
+    expected = [1.5, 1.5, 1.5 + 2.0 * 0.4, 1.5 + 2.0 * 0.2]
+    np.testing.assert_allclose(np.asarray(env.gait_frequency(commands)), expected, rtol=1e-6)
+    clock = jnp.float32(2 * np.pi - 0.01)
+    for command, f in zip(commands, expected):
+        step = 2 * np.pi * f * env.dt
+        np.testing.assert_allclose(float(env.advance_clock(clock, command)), step - 0.01, atol=1e-5)
+    with pytest.raises(ConfigError, match="gait_frequency_per_yaw_rate"):
+        dataclasses.replace(cfg, obs=dataclasses.replace(cfg.obs, gait_frequency_per_yaw_rate=-1.0)).validate()

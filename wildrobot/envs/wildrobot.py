@@ -139,9 +139,7 @@ class WildRobotEnv(Env):
         the clip's ``command``, resampled on the usual schedule): the root is moved over the origin
         and, with ``reset.random_heading``, turned to a random heading with its velocity. With the
         frame's ``phase`` in its clip's gait cycle (``motions.checks.gait_phase``), the gait clock
-        starts there, so that the clock's feet lift with the clip's (the clock is the episode's step
-        count, so its first command resampling comes up to one gait cycle early); a NaN phase starts
-        it at 0."""
+        starts there, so that the clock's feet lift with the clip's; a NaN phase starts it at 0."""
         cfg, p = self.cfg, self.physics
         rng, _, k_dr, k_push, _, k_yaw, k_noise = jax.random.split(key, 7)
         qpos, qvel = frame["qpos"].astype(jnp.float32), frame["qvel"].astype(jnp.float32)
@@ -153,23 +151,25 @@ class WildRobotEnv(Env):
             qpos = qpos.at[p.root_qpos + 3 : p.root_qpos + 7].set(quat_mul(turn, quat))
             v = qvel[p.root_dof : p.root_dof + 3]  # world frame (MuJoCo's free joint); angular stays body
             qvel = qvel.at[p.root_dof : p.root_dof + 3].set(quat_to_mat(turn) @ v)
+        phase = frame["phase"].astype(jnp.float32) if "phase" in frame else None
         return self._begin(qpos, qvel, frame["command"].astype(jnp.float32), (rng, k_dr, k_push, k_noise),
-                           self._clock_step(frame["phase"]) if "phase" in frame else None)
+                           None if phase is None else jnp.where(jnp.isnan(phase), 0.0, jnp.mod(phase, 2 * jnp.pi)))
 
-    def _clock_step(self, phase: jax.Array) -> jax.Array:
-        """The control step at which the gait clock (``quantities``' phase) reads ``phase``, within
-        the clock's first cycle; 0 for a NaN phase."""
-        per_step = 2 * jnp.pi * self.cfg.obs.gait_frequency * self._dt
-        if per_step <= 0:
-            return jnp.zeros((), jnp.int32)
-        cycle = max(1, int(round(2 * jnp.pi / per_step)))
-        step = jnp.mod(jnp.round(jnp.nan_to_num(phase) / per_step), cycle).astype(jnp.int32)
-        return jnp.where(jnp.isnan(phase), 0, step)
+    def gait_frequency(self, command: jax.Array) -> jax.Array:
+        """The gait clock's frequency (Hz) under ``command``: ``obs.gait_frequency``, plus
+        ``obs.gait_frequency_per_yaw_rate`` per rad/s of |yaw rate| beyond ``obs.gait_frequency_yaw_from``."""
+        o = self.cfg.obs
+        turn = jnp.maximum(jnp.abs(command[..., 2]) - o.gait_frequency_yaw_from, 0.0)
+        return (o.gait_frequency + o.gait_frequency_per_yaw_rate * turn).astype(jnp.float32)
+
+    def advance_clock(self, clock: jax.Array, command: jax.Array) -> jax.Array:
+        """The gait clock's phase (rad, in [0, 2 pi)) one control step on, at ``command``'s frequency."""
+        return jnp.mod(clock + 2 * jnp.pi * self.gait_frequency(command) * self._dt, 2 * jnp.pi)
 
     def _begin(self, qpos: jax.Array, qvel: jax.Array, command: jax.Array, keys: tuple,
-               step: Optional[jax.Array] = None) -> State:
+               clock: Optional[jax.Array] = None) -> State:
         """The episode state at physics state (qpos, qvel) with ``command``: randomisation drawn,
-        bookkeeping zeroed, the first observation made."""
+        bookkeeping zeroed (the gait clock at ``clock``, else 0), the first observation made."""
         cfg, p = self.cfg, self.physics
         rng, k_dr, k_push, k_noise = keys
         # Kinematic fields stay those of the home forward pass (the first step recomputes them): the
@@ -185,7 +185,8 @@ class WildRobotEnv(Env):
             "rng": rng,
             "command": command,
             "command_fixed": jnp.zeros((), jnp.float32),
-            "step": jnp.zeros((), jnp.int32) if step is None else step,
+            "step": jnp.zeros((), jnp.int32),
+            "clock": jnp.zeros((), jnp.float32) if clock is None else clock,
             "prev_action": zeros_n,
             "dr": dr,
             "push_countdown": randomize.sample_push_interval(k_push, cfg.push, self._dt),
@@ -240,7 +241,8 @@ class WildRobotEnv(Env):
         command = jnp.where(resample, self._sample_command(k_cmd), info["command"])
 
         # feet: contact (as the foot switches), air time and first touchdown
-        q = self.quantities(data, dict(info, step=step_count))
+        clock = self.advance_clock(info["clock"], info["command"])  # at the command this step followed
+        q = self.quantities(data, dict(info, clock=clock))
         contact = q["contact"]
         contact_filt = jnp.maximum(contact, info["last_contact"])
         first_contact = (info["air_time"] > 0) * contact_filt
@@ -269,6 +271,7 @@ class WildRobotEnv(Env):
             rng=rng,
             command=command,
             step=step_count,
+            clock=clock,
             prev_action=action,
             push_countdown=countdown,
             air_time=air_time * (1.0 - contact_filt),
@@ -351,13 +354,13 @@ class WildRobotEnv(Env):
 
     def quantities(self, data: Any, info: dict[str, Any]) -> dict[str, jax.Array]:
         """Everything rewards and observation blocks read from a physics state, once per step
-        (``info`` gives the randomised joint offsets and the step count of the gait clock). The
+        (``info`` gives the randomised joint offsets and the gait clock's phase). The
         physics state may be the env's own or a plain MuJoCo one seen through ``physics.view``."""
         p, dr = self.physics, info["dr"]
         angvel = p.root_angvel(data)
         heading_vel, yaw_rate = heading_velocity(p.root_quat(data), p.root_linvel(data), angvel)
         force = p.foot_contact_forces(data)
-        phase = 2 * jnp.pi * self.cfg.obs.gait_frequency * info["step"] * self._dt
+        phase = info["clock"]
         phases = phase + jnp.pi * jnp.arange(self._nfeet)  # feet alternate
         return {
             "gravity": p.imu_gravity(data),
@@ -439,7 +442,7 @@ class WildRobotEnv(Env):
 
     def deployment_info(self) -> dict:
         """What a robot runtime needs besides the policy: joint order, home, action mapping, timing."""
-        d = self.desc
+        d, o = self.desc, self.cfg.obs
         return {
             "robot": {
                 "name": d.name,
@@ -460,8 +463,13 @@ class WildRobotEnv(Env):
                 "joint_names": list(d.joint_names),
             },
             "control": {"physics_timestep": float(self.mj_model.opt.timestep), "substeps": int(self.cfg.sim.substeps)},
-            "observation": {"gait_frequency": float(self.cfg.obs.gait_frequency) if self.cfg.obs.gait_phase else None,
-                            "history": int(self.cfg.obs.history)},
+            "observation": {"gait_frequency": float(o.gait_frequency) if o.gait_phase else None,
+                            "gait_frequency_per_yaw_rate": float(o.gait_frequency_per_yaw_rate) if o.gait_phase else None,
+                            "gait_frequency_yaw_from": float(o.gait_frequency_yaw_from) if o.gait_phase else None,
+                            "gait_clock": ("phase += 2 pi dt (gait_frequency + gait_frequency_per_yaw_rate * "
+                                           "max(0, |command yaw_rate| - gait_frequency_yaw_from)) after each "
+                                           "control step, from 0 at the episode's start") if o.gait_phase else None,
+                            "history": int(o.history)},
             "command": {"labels": ["vx", "vy", "yaw_rate"], "units": ["m/s", "m/s", "rad/s"],
                         "vx": list(self.cfg.command.vx), "vy": list(self.cfg.command.vy),
                         "yaw_rate": list(self.cfg.command.yaw_rate)},
@@ -486,7 +494,7 @@ class MujocoObserver:
     ``MjData`` is seen with the env's array shapes (``physics.view``), then the env's ``quantities``
     and ``observe`` and its actor view run on it (jitted once), so a plain C simulation and the env
     share one observation function. The episode bookkeeping an env step does (previous action, step
-    count for the gait clock, frame history) is kept here. Contact forces read as zero; the actor
+    clock, frame history) is kept here. Contact forces read as zero; the actor
     observation does not use them. Build the env with randomisation and sensor noise off
     (``wildrobot.envs.factory.evaluation_config``).
     """
@@ -499,7 +507,7 @@ class MujocoObserver:
 
     def reset(self, command) -> None:
         self.command = jnp.asarray(command, jnp.float32)
-        self.step = 0
+        self.clock = jnp.zeros((), jnp.float32)
         self.prev_action = jnp.zeros(self.env.action_size, jnp.float32)
         self.history = None
 
@@ -518,7 +526,7 @@ class MujocoObserver:
     def observe(self, data) -> tuple[np.ndarray, dict, bool]:
         """(actor observation, {base_vel_heading, yaw_rate, base_height, torso_up}, fallen) of ``data``."""
         arrays = self.env.physics.arrays_of(data)
-        info = dict(self._info, step=jnp.int32(self.step), prev_action=self.prev_action, command=self.command)
+        info = dict(self._info, clock=self.clock, prev_action=self.prev_action, command=self.command)
         if self.history is not None:
             info["obs_history"] = self.history
         actor, history, q, fallen = self._observe(arrays, info)
@@ -530,5 +538,5 @@ class MujocoObserver:
         """Servo targets of ``action``; call once per control step (it advances the bookkeeping)."""
         action = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
         self.prev_action = action
-        self.step += 1
+        self.clock = self.env.advance_clock(self.clock, self.command)
         return np.asarray(self.env.servo_targets(action))

@@ -89,6 +89,10 @@ class RewardConfig:
 class ObsConfig:
     gait_phase: bool = True  # (sin, cos) of a gait clock per foot in the actor obs
     gait_frequency: float = 2.0  # Hz; more steps per second turn this hip-yaw-less robot faster
+    # Hz added per rad/s of commanded |yaw rate| beyond gait_frequency_yaw_from: a clock that steps
+    # faster on fast turns (0: one frequency for every command)
+    gait_frequency_per_yaw_rate: float = 0.0
+    gait_frequency_yaw_from: float = 0.1  # rad/s
     history: int = 0  # extra past actor frames stacked into the actor obs
 
 
@@ -190,5 +194,10 @@ class WildRobotEnvConfig:
             require(len(push.grow_steps) == 2 and 0 <= push.grow_steps[0] < push.grow_steps[1],
                     "env.push.grow_steps", list(push.grow_steps),
                     "[start, end] env steps of the training batch with 0 <= start < end")
+        require(self.obs.gait_frequency >= 0, "env.obs.gait_frequency", self.obs.gait_frequency, "Hz >= 0")
+        require(self.obs.gait_frequency_per_yaw_rate >= 0, "env.obs.gait_frequency_per_yaw_rate",
+                self.obs.gait_frequency_per_yaw_rate, "Hz per rad/s >= 0 (0: one clock frequency for every command)")
+        require(self.obs.gait_frequency_yaw_from >= 0, "env.obs.gait_frequency_yaw_from",
+                self.obs.gait_frequency_yaw_from, "a yaw rate in rad/s >= 0")
         require(self.reward.feet_phase_point in ("centre", "lowest"), "env.reward.feet_phase_point",
                 self.reward.feet_phase_point, "centre (the sole site) or lowest (the sole's lowest point)")

@@ -35,7 +35,9 @@ def blocks(desc: RobotDescription, cfg: WildRobotEnvConfig, weight: float) -> di
         Block("prev_action", n, lambda q: q["prev_action"], "the previous action, in [-1, 1]", joints),
         Block("command", 3, lambda q: q["command"], "vx, vy (m/s, heading frame), yaw rate (rad/s)", flips(1, -1, -1)),
         Block("gait_phase", 2, lambda q: q["phase_obs"],
-              f"sin, cos of 2 pi {cfg.obs.gait_frequency} Hz * control steps * dt", flips(-1, -1)),
+              (f"sin, cos of the gait clock's phase: 2 pi {cfg.obs.gait_frequency} Hz * dt per control step"
+               + (f", + {cfg.obs.gait_frequency_per_yaw_rate} Hz per rad/s of |yaw rate command| beyond "
+                  f"{cfg.obs.gait_frequency_yaw_from}" if cfg.obs.gait_frequency_per_yaw_rate else "")), flips(-1, -1)),
         # privileged state (the critic)
         Block("base_lin_vel", 3, lambda q: q["base_vel_heading"], "base linear velocity, m/s, heading frame",
               flips(1, -1, 1)),
