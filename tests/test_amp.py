@@ -233,7 +233,8 @@ def test_builtin_library_has_walking_clips_with_their_commands(builtin_reference
 
 def test_a_reference_start_sets_the_gait_clock_to_the_clips_phase(builtin_reference):
     """The env's clock lifts foot k while sin(phase + k pi) > 0: a reference start at the middle of a
-    foot's swing in its clip finds that foot's clock at the top of its swing (within a control step),
+    foot's swing in its clip finds that foot's clock at the top of its swing (within a control step: the
+    swing's middle frame), the clock at the frame's phase,
     and a start in a standing clip (no phase) at the clock's 0. Either way the episode's step count
     starts at 0, so its first command is kept the whole resampling interval."""
     from wildrobot.motions.checks import _phases
@@ -264,7 +265,8 @@ def test_a_reference_start_sets_the_gait_clock_to_the_clips_phase(builtin_refere
         assert np.isfinite(phases).all()
         for foot, mid in swings[:2]:
             state, phase = begin(key, {k: v[first + mid] for k, v in starts.items()})
-            assert int(state.info["step"]) == 0
+            assert int(state.info["step"]) == 0  # the clock is set, not the step count
+            assert float(state.info["clock"]) == pytest.approx(np.mod(starts["phase"][first + mid], 2 * np.pi), abs=1e-5)
             clock = float(phase[foot])  # this foot's phase, where rewards.feet_phase lifts it by sin(phase)
             assert math.cos(clock - np.pi / 2) > math.cos(1.01 * per_step), (clip.name, foot, mid)
             checked += 1

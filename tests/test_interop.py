@@ -91,7 +91,10 @@ def test_brax_auto_reset_redraws_wildrobots_episode_state(wildrobot_under_brax):
     for _ in range(4):  # the 3rd step ends the episode; the 4th begins the next one
         state = step(state, jnp.zeros((n, env.action_size)))
         infos.append(jax.tree.map(np.asarray, state.info))
-    assert np.all(np.asarray(state.info["step"]) == 1)  # the gait clock restarted
+    assert np.all(np.asarray(state.info["step"]) == 1)  # the episode restarted ...
+    fresh = jax.vmap(env.advance_clock)(jnp.zeros(n), jnp.asarray(infos[3]["command"]))
+    np.testing.assert_allclose(infos[3]["clock"], np.asarray(fresh), atol=1e-6)  # ... and its gait clock
+    assert np.all(infos[2]["clock"] > infos[3]["clock"] + 1e-3)  # (three steps on before the restart)
     assert np.all(infos[2]["truncation"] == 1)
     before, after = infos[2], infos[3]
     assert np.all(np.any(before["command"] != after["command"], axis=-1))

@@ -31,7 +31,8 @@ def test_plain_mujoco_observation_equals_the_env_observation_at_reset(wr_loaded)
     from wildrobot.envs.wildrobot import WildRobotEnv
 
     cfg = evaluation_config(wr_loaded.cfg.env)
-    cfg = dataclasses.replace(cfg, reset=dataclasses.replace(cfg.reset, joint_noise=0.0, random_heading=False))
+    cfg = dataclasses.replace(cfg, reset=dataclasses.replace(cfg.reset, joint_noise=0.0, random_heading=False),
+                              obs=dataclasses.replace(cfg.obs, gait_frequency_per_yaw_rate=1.5, gait_frequency_yaw_from=0.1))
     env = WildRobotEnv(cfg)
     command = jax.numpy.array([0.2, 0.0, 0.5])
     expected = env.set_command(env.reset(jax.random.key(0)), command).obs["actor"]
@@ -45,6 +46,14 @@ def test_plain_mujoco_observation_equals_the_env_observation_at_reset(wr_loaded)
     actual, q, fallen = observer.observe(data)
     np.testing.assert_allclose(actual, np.asarray(expected), atol=1e-5)
     assert not fallen and q["base_height"] > 0.3
+    # the observer's gait clock runs as the env's: at this turn's frequency, one step per ctrl call
+    steps = 10
+    for _ in range(steps):
+        observer.ctrl(np.zeros(env.action_size))
+    actual, _, _ = observer.observe(data)
+    clock = env.observation["actor"].slice("gait_phase")
+    phase = 2 * np.pi * (cfg.obs.gait_frequency + 1.5 * (0.5 - 0.1)) * steps * env.dt
+    np.testing.assert_allclose(actual[clock], [np.sin(phase), np.cos(phase)], atol=1e-5)
 
 
 def test_onnx_policy_in_mujoco_c_behaves_as_the_jax_policy_in_mjx(wr_loaded, wr_export):

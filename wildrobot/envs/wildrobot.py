@@ -468,7 +468,8 @@ class WildRobotEnv(Env):
                             "gait_frequency_yaw_from": float(o.gait_frequency_yaw_from) if o.gait_phase else None,
                             "gait_clock": ("phase += 2 pi dt (gait_frequency + gait_frequency_per_yaw_rate * "
                                            "max(0, |command yaw_rate| - gait_frequency_yaw_from)) after each "
-                                           "control step, from 0 at the episode's start") if o.gait_phase else None,
+                                           "control step, at the command of the observation the action was computed from; from 0 at "
+                                           "the episode's start") if o.gait_phase else None,
                             "history": int(o.history)},
             "command": {"labels": ["vx", "vy", "yaw_rate"], "units": ["m/s", "m/s", "rad/s"],
                         "vx": list(self.cfg.command.vx), "vy": list(self.cfg.command.vy),
@@ -494,7 +495,7 @@ class MujocoObserver:
     ``MjData`` is seen with the env's array shapes (``physics.view``), then the env's ``quantities``
     and ``observe`` and its actor view run on it (jitted once), so a plain C simulation and the env
     share one observation function. The episode bookkeeping an env step does (previous action, step
-    clock, frame history) is kept here. Contact forces read as zero; the actor
+    gait clock, frame history) is kept here. Contact forces read as zero; the actor
     observation does not use them. Build the env with randomisation and sensor noise off
     (``wildrobot.envs.factory.evaluation_config``).
     """
@@ -503,6 +504,7 @@ class MujocoObserver:
         self.env = env
         self._info = jax.jit(env.reset)(jax.random.key(0)).info  # nominal randomisation parameters
         self._observe = jax.jit(self._observe_fn)
+        self._advance = jax.jit(env.advance_clock)
         self.reset(jnp.zeros(3))
 
     def reset(self, command) -> None:
@@ -538,5 +540,5 @@ class MujocoObserver:
         """Servo targets of ``action``; call once per control step (it advances the bookkeeping)."""
         action = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
         self.prev_action = action
-        self.clock = self.env.advance_clock(self.clock, self.command)
+        self.clock = self._advance(self.clock, self.command)
         return np.asarray(self.env.servo_targets(action))
