@@ -620,17 +620,20 @@ def test_ppo_amp_on_wildrobot_matches_the_env_to_the_shipped_clips(overrides):
     assert dataset_path(cfg) == SHIPPED / "walk" / "manifest.yaml"
     commands = [read_clip(p).command for p, _ in dataset_files(dataset_path(cfg))]
     assert len(commands) == 16 and any(c[2] for c in commands)  # 16 clips, turning ones among them
-    # the clock steps at the clips' cadence on every command a clip shows, faster on turns past the
-    # library's fastest, up to the env's own clock on the evaluation's fastest turns; there the style
-    # term fades (no clip shows that gait)
+    # algo=ppo_amp: the clock steps at the clips' cadence on every command a clip shows, faster on
+    # turns past the library's fastest, up to the env's own clock on the evaluation's fastest turns;
+    # there the style term fades (no clip shows that gait)
     from wildrobot.envs.factory import make_env
 
     obs = cfg.env.obs
     assert obs.gait_frequency_yaw_from >= max(abs(c[2]) for c in commands) > 0
     fastest = max(abs(c[2]) for c in make_env(cfg.env).evaluation_commands)
     at_fastest = obs.gait_frequency + obs.gait_frequency_per_yaw_rate * (fastest - obs.gait_frequency_yaw_from)
-    assert at_fastest == pytest.approx(typed_config([]).env.obs.gait_frequency, rel=0.01)
-    assert len(cfg.algo.style_command_widths) == 3
+    if overrides == ["experiment=amp_walk"]:  # the preset keeps the clock and style term it was measured with
+        assert obs.gait_frequency_per_yaw_rate == 0 and cfg.algo.style_command_widths == []
+    else:
+        assert at_fastest == pytest.approx(typed_config([]).env.obs.gait_frequency, rel=0.01)
+        assert len(cfg.algo.style_command_widths) == 3
     assert sorted(p for p, _ in dataset_files(dataset_path(cfg))) == sorted(p for p, _ in dataset_files(BUILTIN_DATASET))
     # the optimiser AMP was measured with, whatever algo=ppo's has become since; the preset's batch
     assert (cfg.algo.learning_rate, cfg.algo.lr_schedule, cfg.algo.desired_kl, cfg.algo.num_minibatches) == (

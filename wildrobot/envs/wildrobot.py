@@ -494,8 +494,8 @@ class MujocoObserver:
 
     ``MjData`` is seen with the env's array shapes (``physics.view``), then the env's ``quantities``
     and ``observe`` and its actor view run on it (jitted once), so a plain C simulation and the env
-    share one observation function. The episode bookkeeping an env step does (previous action, step
-    gait clock, frame history) is kept here. Contact forces read as zero; the actor
+    share one observation function. The episode bookkeeping an env step does (previous action, gait
+    clock, frame history) is kept here. Contact forces read as zero; the actor
     observation does not use them. Build the env with randomisation and sensor noise off
     (``wildrobot.envs.factory.evaluation_config``).
     """
