@@ -443,6 +443,12 @@ class WildRobotEnv(Env):
     def deployment_info(self) -> dict:
         """What a robot runtime needs besides the policy: joint order, home, action mapping, timing."""
         d, o = self.desc, self.cfg.obs
+        clock = {"gait_frequency": float(o.gait_frequency),
+                 "gait_frequency_per_yaw_rate": float(o.gait_frequency_per_yaw_rate),
+                 "gait_frequency_yaw_from": float(o.gait_frequency_yaw_from),
+                 "gait_clock": ("phase += 2 pi dt (gait_frequency + gait_frequency_per_yaw_rate * max(0, |command "
+                                "yaw_rate| - gait_frequency_yaw_from)) after each control step, at the command of "
+                                "the observation the action was computed from; from 0 at the episode's start")}
         return {
             "robot": {
                 "name": d.name,
@@ -463,14 +469,7 @@ class WildRobotEnv(Env):
                 "joint_names": list(d.joint_names),
             },
             "control": {"physics_timestep": float(self.mj_model.opt.timestep), "substeps": int(self.cfg.sim.substeps)},
-            "observation": {"gait_frequency": float(o.gait_frequency) if o.gait_phase else None,
-                            "gait_frequency_per_yaw_rate": float(o.gait_frequency_per_yaw_rate) if o.gait_phase else None,
-                            "gait_frequency_yaw_from": float(o.gait_frequency_yaw_from) if o.gait_phase else None,
-                            "gait_clock": ("phase += 2 pi dt (gait_frequency + gait_frequency_per_yaw_rate * "
-                                           "max(0, |command yaw_rate| - gait_frequency_yaw_from)) after each "
-                                           "control step, at the command of the observation the action was computed from; from 0 at "
-                                           "the episode's start") if o.gait_phase else None,
-                            "history": int(o.history)},
+            "observation": {**{k: v if o.gait_phase else None for k, v in clock.items()}, "history": int(o.history)},
             "command": {"labels": ["vx", "vy", "yaw_rate"], "units": ["m/s", "m/s", "rad/s"],
                         "vx": list(self.cfg.command.vx), "vy": list(self.cfg.command.vy),
                         "yaw_rate": list(self.cfg.command.yaw_rate)},
