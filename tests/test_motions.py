@@ -227,6 +227,36 @@ def test_turning_pivots_the_stance_soles_within_the_checks_and_faster_turns_are_
         np.testing.assert_allclose(getattr(shipped, field), getattr(clip, field), atol=1e-6, err_msg=field)
     fast = generate_one((0.0, 0.0, 0.25), GaitSettings(), tmp_path)
     assert fast.file is None and "stance feet do not slide" in fast.why and "pivoting each stance sole" in fast.why
+    # even the shortest steps tried would pivot it too far: refused without planning them
+    assert "with 0.25 s steps, the shortest tried, its points would still move" in fast.why
+    assert "(with 0.25 s steps:" not in fast.why and "(with 0.30 s steps:" not in fast.why
+
+
+def test_a_turn_whose_soles_slide_is_tried_again_with_quicker_steps(robot, tmp_path):
+    """0.2 rad/s in place pivots each stance sole further than the slide check allows with 0.35 s
+    steps. A sole pivots by the turning rate times its stance time, so its points move in proportion
+    to the step time (the retry's premise, checked here): 0.30 s steps would not fit and are not
+    tried, 0.25 s steps (4 steps/s) fit, and that clip passes every check."""
+    from dataclasses import replace
+
+    from wildrobot.motions.generator import GaitSettings, generate_clip
+    from wildrobot.motions.library import generate_one
+
+    plain = check_clip(generate_clip(DESC, (0.0, 0.0, 0.2), GaitSettings()), robot)
+    assert _failed(plain) == {"stance feet do not slide"}
+    turn = generate_one((0.0, 0.0, 0.2), GaitSettings(), tmp_path)
+    assert turn.file == "walk_vx+0.00_vy+0.00_yaw+0.20.npz", turn.why
+    assert turn.step_time == 0.25 and not turn.faster and turn.variant == "with 0.25 s steps"
+    clip = read_clip(tmp_path / turn.file)
+    report = check_clip(clip, robot)
+    assert report.passed, [(c.name, c.value) for c in report.failures]
+    d = report.descriptors
+    assert abs(d["turning_rate"] - 0.2) < 0.02 and abs(d["speed_vx"]) < 0.02
+    assert d["cadence"] == pytest.approx(4.0, rel=0.02)
+    assert d["stance_slide"] == pytest.approx(plain.descriptors["stance_slide"] * 0.25 / 0.35, rel=0.1)
+    assert plain.descriptors["stance_slide"] * 0.30 / 0.35 > 0.005  # why 0.30 s was not tried
+    np.testing.assert_array_equal(
+        clip.joint_pos, generate_clip(DESC, (0.0, 0.0, 0.2), replace(GaitSettings(), step_time=0.25)).joint_pos)
 
 
 @pytest.mark.parametrize("ramp", [0.05, 0.1, 0.25])
@@ -267,6 +297,10 @@ def test_a_walk_over_the_servos_torque_is_tried_again_as_a_faster_walk(robot, tm
     fast = generate_one((0.4, 0.0, 0.0), GaitSettings(), tmp_path)
     assert fast.file is None and "as a faster walk" in fast.why
     assert fast.why.count("torques within the servo limit") == 2
+    # a turn over the torque limit even as a faster walk is not tried with quicker steps, which need more
+    turn = generate_one((0.4, 0.0, 0.2), GaitSettings(), tmp_path)
+    assert turn.file is None and "shorter steps, which need more torque, not tried" in turn.why
+    assert "s steps:" not in turn.why
 
 
 def test_a_still_pose_passes_and_its_zmp_is_under_the_com(robot):

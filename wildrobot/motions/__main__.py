@@ -36,7 +36,7 @@ def _robot(path: Optional[str]):
 # -- generate --------------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> int:
     from wildrobot.motions.generator import GaitSettings
-    from wildrobot.motions.library import FASTER, default_grid, generate_library
+    from wildrobot.motions.library import default_grid, generate_library
 
     if args.vx is not None or args.vy is not None or args.yaw is not None:
         grid = [(vx, vy, yaw) for vx in (args.vx or [0.0]) for vy in (args.vy or [0.0]) for yaw in (args.yaw or [0.0])]
@@ -54,9 +54,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         cmd = " ".join(f"{c:+.2f}" for c in r.command)
         if r.file:
             d = r.descriptors
-            faster = f"  as a faster walk ({', '.join(f'{k} {v:g}' for k, v in FASTER.items())})" if r.faster else ""
             print(f"{cmd:<24} {r.file:<36} {d['cadence']:6.2f} {d['stride_length']:7.3f} {d['speed_vx']:6.3f} "
-                  f"{d['turning_rate']:+8.3f}{faster}")
+                  f"{d['turning_rate']:+8.3f}" + (f"  {r.variant}" if r.variant else ""))
         else:
             print(f"{cmd:<24} NOT REALISED: {r.why}")
     written = sum(bool(r.file) for r in results)

@@ -44,6 +44,7 @@ class Limits:
 
 
 TORQUE_CHECK = "torques within the servo limit"  # the check a faster walk may mend (library.generate_one)
+SLIDE_CHECK = "stance feet do not slide"  # the check quicker steps may mend on a turn (library.generate_one)
 
 @dataclass
 class Check:
@@ -293,7 +294,7 @@ def check_clip(clip: Clip, robot: RobotModel, limits: Limits = Limits()) -> Repo
                 continue
             drift = np.linalg.norm(points[a:b, k, :, :2] - points[a, k, :, :2], axis=-1)
             slide = max(slide, float(drift.max()))
-    checks.append(Check("stance feet do not slide", bool(slide <= limits.slide), f"{1000 * slide:.1f} mm",
+    checks.append(Check(SLIDE_CHECK, bool(slide <= limits.slide), f"{1000 * slide:.1f} mm",
                         f"a stance sole point may move {1000 * limits.slide:g} mm"))
     checks.append(Check("feet do not sink into the floor", bool(sink <= limits.sink), f"{1000 * max(sink, 0):.1f} mm",
                         f"below the home pose's own {1000 * -robot.home_sole_height:.1f} mm, at most "
@@ -317,6 +318,7 @@ def check_clip(clip: Clip, robot: RobotModel, limits: Limits = Limits()) -> Repo
                             f"command {vx:+.2f} {vy:+.2f} {wz:+.2f}; allowed error {limits.speed_error:g} m/s, "
                             f"{limits.yaw_rate_error:g} rad/s"))
     descriptors["torque_peak"] = float(tau.max())
+    descriptors["stance_slide"] = slide  # m, the farthest a stance sole point moved in one stance
     series = {"torques": dyn["torques"], "zmp_margin": dyn["zmp_margin"], "contact": contact,
               "sole_height": points[..., 2].min(axis=-1)}
     return Report(clip=clip.name, checks=checks, descriptors=descriptors, series=series)

@@ -13,11 +13,16 @@ from wildrobot.motions.clip import MotionError, save_clip, write_manifest
 from wildrobot.motions.generator import GaitSettings
 
 DEFAULT_VX = (0.0, 0.1, 0.2, 0.3, 0.4)
-DEFAULT_YAW = (-0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5)
+DEFAULT_YAW = (-0.5, -0.25, -0.2, -0.15, -0.1, 0.0, 0.1, 0.15, 0.2, 0.25, 0.5)
 DEFAULT_LATERAL = ((0.0, 0.1, 0.0), (0.0, -0.1, 0.0), (0.2, 0.1, 0.0), (0.2, -0.1, 0.0))
 # A clip that breaks the servos' torque limit is tried again as a faster walk: a shorter double
 # support (5 % of a step) and a swing whose acceleration is bounded (docs/motions.md, "Faster walks")
 FASTER = {"double_support": 0.05, "swing_ramp": 0.05}
+# A turn whose stance soles pivot further than the slide check allows is tried again with shorter
+# steps: a sole pivots by the turning rate times its stance time, so its points move in proportion
+# to the step time (docs/motions.md, "Turning"). Tried longest first (the swing leg's torque grows
+# as the steps shorten), each only where that proportion says the pivot can fit.
+QUICKER_STEPS = (0.30, 0.25)
 
 
 def default_grid() -> list[tuple[float, float, float]]:
@@ -33,6 +38,15 @@ class Generated:
     why: str = ""  # what failed, when not realised
     descriptors: dict = field(default_factory=dict)
     faster: bool = False  # realised with the FASTER settings
+    step_time: Optional[float] = None  # realised with these shorter steps (QUICKER_STEPS), else the settings' own
+
+    @property
+    def variant(self) -> str:
+        """How the realised clip's settings differ from those asked for ("" when they do not)."""
+        parts = [f"with {self.step_time:.2f} s steps"] if self.step_time is not None else []
+        if self.faster:
+            parts.append(f"as a faster walk ({', '.join(f'{k} {v:g}' for k, v in FASTER.items())})")
+        return ", ".join(parts)
 
 
 def faster_settings(settings: GaitSettings) -> GaitSettings:
@@ -46,9 +60,10 @@ _WORKER: dict = {}
 def generate_one(command: Sequence[float], settings: GaitSettings, out: str | Path,
                  robot: Optional[str] = None) -> Generated:
     """Generate, check and (if it passes) write the clip of one command. A clip over the servos'
-    torque limit is tried again as a faster walk (``FASTER``). Walkers are built once per process
+    torque limit is tried again as a faster walk (``FASTER``); a turn whose stance soles slide, with
+    shorter steps (``QUICKER_STEPS``, each also as a faster walk). Walkers are built once per process
     and settings."""
-    from wildrobot.motions.checks import TORQUE_CHECK, check_clip
+    from wildrobot.motions.checks import SLIDE_CHECK, TORQUE_CHECK, Limits, check_clip
     from wildrobot.motions.generator import Walker, generate_clip
     from wildrobot.motions.model import RobotModel
     from wildrobot.robot.description import load_robot_description
@@ -69,22 +84,50 @@ def generate_one(command: Sequence[float], settings: GaitSettings, out: str | Pa
         report = check_clip(clip, _WORKER["robot"])
         return clip, "; ".join(f"{c.name}: {c.value}" for c in report.failures), report
 
-    clip, why, report = attempt(settings)
-    faster = False
-    over_torque = report is not None and any(c.name == TORQUE_CHECK for c in report.failures)
-    if over_torque and faster_settings(settings) != settings:
-        clip2, why2, report2 = attempt(faster_settings(settings))
+    def failed(report, name: str) -> bool:
+        return report is not None and any(c.name == name for c in report.failures)
+
+    def with_faster(s: GaitSettings):
+        """An attempt with ``s`` and, when it breaks the torque limit, one as a faster walk: (clip,
+        why, report, faster, whether the torque limit still breaks)."""
+        clip, why, report = attempt(s)
+        if not failed(report, TORQUE_CHECK):
+            return clip, why, report, False, False
+        if faster_settings(s) == s:
+            return clip, why, report, False, True
+        clip2, why2, report2 = attempt(faster_settings(s))
         if report2 is not None and report2.passed:
-            clip, why, report, faster = clip2, "", report2, True
-        else:
-            why += f" (as a faster walk: {why2})"
-    if report is None or not report.passed:
-        if command[2] and "stance feet do not slide" in why:
+            return clip2, "", report2, True, False
+        return clip, why + f" (as a faster walk: {why2})", report, False, failed(report2, TORQUE_CHECK)
+
+    clip, why, report, faster, over_torque = with_faster(settings)
+    step_time = None
+    if report is not None and not report.passed and command[2] and failed(report, SLIDE_CHECK):
+        slide, limit = report.descriptors["stance_slide"], Limits().slide
+        shorter = [t for t in QUICKER_STEPS if t < settings.step_time]
+        fits = [t for t in shorter if slide * t / settings.step_time <= limit]
+        if over_torque:  # shorter steps swing the leg faster: more torque, not less (docs/motions.md)
+            fits = []
+        for t in fits:
+            clip2, why2, report2, faster2, _ = with_faster(replace(settings, step_time=t))
+            if report2 is not None and report2.passed:
+                clip, why, report, faster, step_time = clip2, "", report2, faster2, t
+                break
+            why += f" (with {t:.2f} s steps: {why2})"
+        if step_time is None:
             pivot = abs(command[2]) * settings.step_time * (1 + settings.double_support)
             why += (f" (without a hip yaw the robot turns by pivoting each stance sole about its centre, "
-                    f"{pivot:.3f} rad a stance here: a faster turn than the check allows needs a sliding foot)")
+                    f"{pivot:.3f} rad a stance here: a faster turn than the check allows needs a sliding foot")
+            if shorter and over_torque:
+                why += "; shorter steps, which need more torque, not tried"
+            elif shorter and not fits:
+                why += (f"; with {min(shorter):.2f} s steps, the shortest tried, its points would still move "
+                        f"about {1000 * slide * min(shorter) / settings.step_time:.1f} mm")
+            why += ")"
+    if report is None or not report.passed:
         return Generated(command, None, why, report.descriptors if report is not None else {})
-    return Generated(command, save_clip(Path(out) / f"{clip.name}.npz", clip).name, "", report.descriptors, faster)
+    return Generated(command, save_clip(Path(out) / f"{clip.name}.npz", clip).name, "", report.descriptors,
+                     faster, step_time)
 
 
 def _job(args: tuple) -> Generated:
