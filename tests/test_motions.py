@@ -228,15 +228,29 @@ def test_turning_pivots_the_stance_soles_within_the_checks_and_faster_turns_are_
     fast = generate_one((0.0, 0.0, 0.25), GaitSettings(), tmp_path)
     assert fast.file is None and "stance feet do not slide" in fast.why and "pivoting each stance sole" in fast.why
     # even the shortest steps tried would pivot it too far: refused without planning them
-    assert "with 0.25 s steps, the shortest tried, its points would still move" in fast.why
+    assert "with 0.25 s steps, the shortest of the quicker steps, its points would still move" in fast.why
     assert "(with 0.25 s steps:" not in fast.why and "(with 0.30 s steps:" not in fast.why
 
 
-def test_a_turn_whose_soles_slide_is_tried_again_with_quicker_steps(robot, tmp_path):
+def _planned_step_times(monkeypatch) -> list:
+    """Records the step time of every clip the generator plans from here on."""
+    import wildrobot.motions.generator as generator
+
+    planned, plan = [], generator.generate_clip
+
+    def recording(desc, command, settings, **kw):
+        planned.append((settings.step_time, settings.double_support))
+        return plan(desc, command, settings, **kw)
+
+    monkeypatch.setattr(generator, "generate_clip", recording)
+    return planned
+
+
+def test_a_turn_whose_soles_slide_is_tried_again_with_quicker_steps(robot, tmp_path, monkeypatch):
     """0.2 rad/s in place pivots each stance sole further than the slide check allows with 0.35 s
     steps. A sole pivots by the turning rate times its stance time, so its points move in proportion
     to the step time (the retry's premise, checked here): 0.30 s steps would not fit and are not
-    tried, 0.25 s steps (4 steps/s) fit, and that clip passes every check."""
+    planned, 0.25 s steps (4 steps/s) fit, and that clip passes every check."""
     from dataclasses import replace
 
     from wildrobot.motions.generator import GaitSettings, generate_clip
@@ -244,7 +258,9 @@ def test_a_turn_whose_soles_slide_is_tried_again_with_quicker_steps(robot, tmp_p
 
     plain = check_clip(generate_clip(DESC, (0.0, 0.0, 0.2), GaitSettings()), robot)
     assert _failed(plain) == {"stance feet do not slide"}
+    planned = _planned_step_times(monkeypatch)
     turn = generate_one((0.0, 0.0, 0.2), GaitSettings(), tmp_path)
+    assert planned == [(0.35, 0.1), (0.25, 0.1)]
     assert turn.file == "walk_vx+0.00_vy+0.00_yaw+0.20.npz", turn.why
     assert turn.step_time == 0.25 and not turn.faster and turn.variant == "with 0.25 s steps"
     clip = read_clip(tmp_path / turn.file)
@@ -257,6 +273,27 @@ def test_a_turn_whose_soles_slide_is_tried_again_with_quicker_steps(robot, tmp_p
     assert plain.descriptors["stance_slide"] * 0.30 / 0.35 > 0.005  # why 0.30 s was not tried
     np.testing.assert_array_equal(
         clip.joint_pos, generate_clip(DESC, (0.0, 0.0, 0.2), replace(GaitSettings(), step_time=0.25)).joint_pos)
+
+
+def test_quicker_steps_as_a_faster_walk_and_what_they_fail(robot, tmp_path, monkeypatch):
+    """At 0.2 m/s, +0.15 rad/s slides with 0.35 s steps; 0.30 s steps break the torque limit and pass
+    as a faster walk. +0.2 rad/s needs 0.25 s steps, which keep the soles within the slide check but
+    break the torque limit even as a faster walk: refused, saying so, not blaming the pivot."""
+    from wildrobot.motions.generator import GaitSettings
+    from wildrobot.motions.library import generate_one
+
+    planned = _planned_step_times(monkeypatch)
+    turn = generate_one((0.2, 0.0, 0.15), GaitSettings(), tmp_path)
+    assert turn.file and turn.step_time == 0.30 and turn.faster, turn.why
+    assert turn.variant.startswith("with 0.30 s steps, as a faster walk")
+    assert planned == [(0.35, 0.1), (0.30, 0.1), (0.30, 0.05)]
+    assert check_clip(read_clip(tmp_path / turn.file), robot).passed
+    planned.clear()
+    fast = generate_one((0.2, 0.0, 0.2), GaitSettings(), tmp_path)
+    assert fast.file is None and planned == [(0.35, 0.1), (0.25, 0.1), (0.25, 0.05)]
+    assert "(with 0.25 s steps: torques within the servo limit" in fast.why
+    assert "quicker steps keep the stance soles within the slide check here" in fast.why
+    assert "pivoting each stance sole" not in fast.why
 
 
 @pytest.mark.parametrize("ramp", [0.05, 0.1, 0.25])

@@ -57,6 +57,19 @@ def faster_settings(settings: GaitSettings) -> GaitSettings:
 _WORKER: dict = {}
 
 
+@dataclass
+class _Try:
+    """One planned clip of a command (and its faster walk, when the first broke the torque limit)."""
+
+    clip: object  # Clip, or None when the plan failed
+    why: str  # what failed
+    report: object  # its Report, or None
+    faster: bool  # the clip is the faster walk's
+    over_torque: bool  # the torque limit still breaks, as a faster walk too
+    slid: bool  # a stance sole slid too far, in either attempt
+    slide: float  # m: the smaller stance slide of the two attempts (inf when neither was checked)
+
+
 def generate_one(command: Sequence[float], settings: GaitSettings, out: str | Path,
                  robot: Optional[str] = None) -> Generated:
     """Generate, check and (if it passes) write the clip of one command. A clip over the servos'
@@ -87,43 +100,51 @@ def generate_one(command: Sequence[float], settings: GaitSettings, out: str | Pa
     def failed(report, name: str) -> bool:
         return report is not None and any(c.name == name for c in report.failures)
 
-    def with_faster(s: GaitSettings):
-        """An attempt with ``s`` and, when it breaks the torque limit, one as a faster walk: (clip,
-        why, report, faster, whether the torque limit still breaks)."""
+    def with_faster(s: GaitSettings) -> _Try:
+        """An attempt with ``s`` and, when it breaks the torque limit, one as a faster walk."""
         clip, why, report = attempt(s)
+        slide = report.descriptors["stance_slide"] if report is not None else float("inf")
         if not failed(report, TORQUE_CHECK):
-            return clip, why, report, False, False
+            return _Try(clip, why, report, False, False, failed(report, SLIDE_CHECK), slide)
         if faster_settings(s) == s:
-            return clip, why, report, False, True
+            return _Try(clip, why, report, False, True, failed(report, SLIDE_CHECK), slide)
         clip2, why2, report2 = attempt(faster_settings(s))
         if report2 is not None and report2.passed:
-            return clip2, "", report2, True, False
-        return clip, why + f" (as a faster walk: {why2})", report, False, failed(report2, TORQUE_CHECK)
+            return _Try(clip2, "", report2, True, False, False, report2.descriptors["stance_slide"])
+        if report2 is not None:  # the faster walk's shorter double support pivots the soles less
+            slide = min(slide, report2.descriptors["stance_slide"])
+        return _Try(clip, why + f" (as a faster walk: {why2})", report, False, failed(report2, TORQUE_CHECK),
+                    failed(report, SLIDE_CHECK) or failed(report2, SLIDE_CHECK), slide)
 
-    clip, why, report, faster, over_torque = with_faster(settings)
-    step_time = None
-    if report is not None and not report.passed and command[2] and failed(report, SLIDE_CHECK):
-        slide, limit = report.descriptors["stance_slide"], Limits().slide
+    first = with_faster(settings)
+    clip, why, report, faster, step_time = first.clip, first.why, first.report, first.faster, None
+    if report is not None and not report.passed and command[2] and first.slid:
+        limit = Limits().slide
         shorter = [t for t in QUICKER_STEPS if t < settings.step_time]
-        fits = [t for t in shorter if slide * t / settings.step_time <= limit]
-        if over_torque:  # shorter steps swing the leg faster: more torque, not less (docs/motions.md)
-            fits = []
+        # a sole's pivot, and with it the slide, scales with the stance time, i.e. the step time
+        fits = [] if first.over_torque else [t for t in shorter if first.slide * t / settings.step_time <= limit]
+        last = None
         for t in fits:
-            clip2, why2, report2, faster2, _ = with_faster(replace(settings, step_time=t))
-            if report2 is not None and report2.passed:
-                clip, why, report, faster, step_time = clip2, "", report2, faster2, t
+            last = with_faster(replace(settings, step_time=t))
+            if last.report is not None and last.report.passed:
+                clip, why, report, faster, step_time = last.clip, "", last.report, last.faster, t
                 break
-            why += f" (with {t:.2f} s steps: {why2})"
-        if step_time is None:
+            why += f" (with {t:.2f} s steps: {last.why})"
+            if last.over_torque:  # shorter steps still would need more torque
+                break
+        kept_within = last is not None and last.report is not None and not last.slid
+        if step_time is None and not kept_within:
             pivot = abs(command[2]) * settings.step_time * (1 + settings.double_support)
             why += (f" (without a hip yaw the robot turns by pivoting each stance sole about its centre, "
                     f"{pivot:.3f} rad a stance here: a faster turn than the check allows needs a sliding foot")
-            if shorter and over_torque:
+            if shorter and first.over_torque:
                 why += "; shorter steps, which need more torque, not tried"
             elif shorter and not fits:
-                why += (f"; with {min(shorter):.2f} s steps, the shortest tried, its points would still move "
-                        f"about {1000 * slide * min(shorter) / settings.step_time:.1f} mm")
+                why += (f"; with {min(shorter):.2f} s steps, the shortest of the quicker steps, its points would "
+                        f"still move about {1000 * first.slide * min(shorter) / settings.step_time:.1f} mm")
             why += ")"
+        elif step_time is None:
+            why += " (quicker steps keep the stance soles within the slide check here, but fail the checks above)"
     if report is None or not report.passed:
         return Generated(command, None, why, report.descriptors if report is not None else {})
     return Generated(command, save_clip(Path(out) / f"{clip.name}.npz", clip).name, "", report.descriptors,
