@@ -130,7 +130,7 @@ def generate_one(command: Sequence[float], settings: GaitSettings, out: str | Pa
                 clip, why, report, faster, step_time = last.clip, "", last.report, last.faster, t
                 break
             why += f" (with {t:.2f} s steps: {last.why})"
-            if last.over_torque:  # shorter steps still would need more torque
+            if last.over_torque:  # still shorter steps would need still more torque
                 break
         kept_within = last is not None and last.report is not None and not last.slid
         if step_time is None and not kept_within:
