@@ -7,10 +7,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-from wildrobot.motions.clip import MotionError, save_clip, write_manifest
+from wildrobot.motions.clip import Clip, MotionError, save_clip, write_manifest
 from wildrobot.motions.generator import GaitSettings
+
+if TYPE_CHECKING:
+    from wildrobot.motions.checks import Report
 
 DEFAULT_VX = (0.0, 0.1, 0.2, 0.3, 0.4)
 DEFAULT_YAW = (-0.5, -0.25, -0.2, -0.15, -0.1, 0.0, 0.1, 0.15, 0.2, 0.25, 0.5)
@@ -61,9 +64,9 @@ _WORKER: dict = {}
 class _Try:
     """One planned clip of a command (and its faster walk, when the first broke the torque limit)."""
 
-    clip: object  # Clip, or None when the plan failed
+    clip: Optional[Clip]  # None when the plan failed
     why: str  # what failed
-    report: object  # its Report, or None
+    report: Optional[Report]  # its checks, None when the plan failed
     faster: bool  # the clip is the faster walk's
     over_torque: bool  # the torque limit still breaks, as a faster walk too
     slid: bool  # a stance sole slid too far, in either attempt
