@@ -3,23 +3,28 @@
 For each task: Brax's ``ppo.train`` with Playground's published settings for it
 (``mujoco_playground.config.dm_control_suite_params.brax_ppo_config``: 2048 envs, 16 epochs x 32
 minibatches of 1024 x 30 steps, discount 0.995, reward scale 10, ...), then this framework's PPO
-(``env=playground env.task=<task> experiment=suite trainer.num_envs=1024``), both for the same env steps, both on
-Playground's own env with ``impl=jax``. Each side's return is the mean undiscounted return of 128
-deterministic full-length episodes of its final policy (Brax's own evaluator for Brax; ours:
-``algo.num_eval_envs=128``), and its wall-clock time runs from the call that builds the trainer to
-the end of that final evaluation (compiling, training and evaluations included; Brax's evaluation
-cadence is set to 2, before and after training, as ours: the evaluations do not change learning;
-its ``num_resets_per_eval``, which counts per evaluation, is dropped with them).
+(``env=playground env.task=<task> experiment=suite trainer.num_envs=1024``, with the task's published
+discount), both for exactly the same env steps (Brax's whole training steps; ours a whole number of
+iterations, each 1/32 of Brax's), both on Playground's own env with ``impl=jax``. Each side's return
+is the mean undiscounted return of 128 full-length episodes of its final policy with its actions
+deterministic (Brax: ``deterministic_eval=True``, its own evaluator; ours: ``algo.num_eval_envs=128``),
+and its wall-clock time runs from the call that builds the trainer to the end of that final
+evaluation (compiling, training and evaluation included; no evaluation before training on either
+side: Brax's ``num_evals`` is 1). Brax's envs are reset as often as in the published run (there,
+``num_resets_per_eval`` resets every env after each training step: ``brax_schedule``).
 
     uv run python bench/suite_vs_brax.py [--tasks CartpoleBalance,CartpoleSwingup] [--env-steps 5e6] [--seeds 0,1] [overrides...]
 
-The overrides go to our side (e.g. ``trainer.num_envs=2048``). Any suite task name works. Needs the
-dev dependencies (``brax`` and ``playground`` are in the dev group: plain ``uv sync`` installs them).
+The overrides go to our side (e.g. ``trainer.num_envs=2048``). Any suite task works by name; one
+whose published settings repeat actions (``action_repeat`` > 1) would be refused, since our trainer
+has none (in Playground 0.2.0 none does: its rule for "PendulumSwingUp" misses the task's name,
+PendulumSwingup). Needs the dev dependencies (``brax`` and ``playground`` are
+in the dev group: plain ``uv sync`` installs them).
 Brax 0.14.2's trainer calls ``jax.device_put_replicated``, which jax 0.10 removed: this benchmark
 gives it back (``wildrobot.jax_setup.give_back_device_put_replicated``), so both sides run on the same jax.
 
 With several seeds, each seed runs both sides in turn and a task's figures are the means over
-its seeds (one seed's return at a few million steps swings by a hundred on the swing-up).
+its seeds (one seed's return at a few million steps swings by hundreds on the swing-up).
 
 Goal (issue: interop): at least Brax's return in at most Brax's wall-clock time, on each task.
 The last line: ``<task>_ours_return=... <task>_brax_return=... <task>_ours_min=... <task>_brax_min=...``
@@ -41,19 +46,43 @@ import jax
 EVAL_EPISODES = 128  # Brax's default num_eval_envs
 
 
+def published_settings(task: str) -> dict:
+    """Playground's Brax PPO settings for ``task``; refuses what our side cannot match."""
+    from mujoco_playground.config import dm_control_suite_params
+
+    params = dm_control_suite_params.brax_ppo_config(task).to_dict()
+    if params.get("action_repeat", 1) != 1:
+        raise SystemExit(f"{task}: Playground's settings for it repeat each action {params['action_repeat']} "
+                         "times, which our trainer does not do, so the two sides would not be comparable; "
+                         "pick a task with action_repeat 1 (e.g. CartpoleBalance, CartpoleSwingup)")
+    return params
+
+
+def brax_schedule(published: dict, env_steps: int) -> dict:
+    """``num_evals`` and ``num_resets_per_eval`` for a run of ``env_steps`` with one evaluation, after
+    training, whose envs are reset as often as in the published run: every ``k`` training steps, k
+    being what the published ``num_timesteps``, ``num_evals`` and ``num_resets_per_eval`` give."""
+    per_step = (published["batch_size"] * published["num_minibatches"] * published["unroll_length"]
+                * published.get("action_repeat", 1))
+    resets = published.get("num_resets_per_eval", 0)
+    if not resets:
+        return {"num_evals": 1, "num_resets_per_eval": 0}
+    epochs = max(published["num_evals"] - 1, 1)
+    k = math.ceil(published["num_timesteps"] / (epochs * per_step * resets))  # training steps per reset
+    return {"num_evals": 1, "num_resets_per_eval": max(1, math.ceil(env_steps / (per_step * k)))}
+
+
 def brax_side(task: str, env_steps: int, seed: int) -> dict:
     from brax.training.agents.ppo import networks as ppo_networks
     from brax.training.agents.ppo import train as ppo
     from mujoco_playground import registry, wrapper
-    from mujoco_playground.config import dm_control_suite_params
 
     from wildrobot.jax_setup import give_back_device_put_replicated
 
     give_back_device_put_replicated()
-    params = dm_control_suite_params.brax_ppo_config(task).to_dict()
-    published = dict(params)
-    params.update(num_timesteps=env_steps, num_evals=2, num_eval_envs=EVAL_EPISODES)
-    params.pop("num_resets_per_eval", None)
+    published = published_settings(task)
+    params = dict(published, num_timesteps=env_steps, num_eval_envs=EVAL_EPISODES, deterministic_eval=True,
+                  **brax_schedule(published, env_steps))
     network = params.pop("network_factory", None)
     factory = functools.partial(ppo_networks.make_ppo_networks, **(network or {}))
     curve: list[tuple[int, float, float]] = []
@@ -67,19 +96,30 @@ def brax_side(task: str, env_steps: int, seed: int) -> dict:
     ppo.train(environment=env, wrap_env_fn=wrapper.wrap_for_brax_training, network_factory=factory,
               progress_fn=progress, seed=seed, **params)
     return {"return": curve[-1][2], "minutes": (time.perf_counter() - start) / 60, "env_steps": curve[-1][0],
-            "curve": curve, "settings": {k: v for k, v in published.items() if k != "network_factory"}}
+            "curve": curve, "settings": {k: v for k, v in published.items() if k != "network_factory"},
+            "run_with": {k: params[k] for k in ("num_timesteps", "num_evals", "num_resets_per_eval",
+                                                "num_eval_envs", "deterministic_eval")}}
+
+
+def log_cadence(iterations: int) -> int:
+    """A progress line about every tenth of the run, at a divisor of ``iterations`` (the final
+    evaluation must fall on one), so the run is exactly ``iterations`` long."""
+    return min((d for d in range(1, iterations + 1) if iterations % d == 0),
+               key=lambda d: abs(d - iterations / 10))
 
 
 def our_side(task: str, env_steps: int, seed: int, overrides: list[str]) -> dict:
     from wildrobot.cli import load_config
     from wildrobot.dispatch import trainer_class
 
+    discount = published_settings(task)["discounting"]
     base = ["env=playground", f"env.task={task}", "algo=ppo", "experiment=suite", f"seed={seed}",
-            "trainer.num_envs=1024", f"algo.num_eval_envs={EVAL_EPISODES}", *overrides]
+            f"algo.discount={discount}", "trainer.num_envs=1024", f"algo.num_eval_envs={EVAL_EPISODES}",
+            *overrides]
     probe = load_config(base)
     per_iteration = probe.trainer.num_envs * probe.algo.unroll_length
-    log_every = max(1, round(env_steps / per_iteration / 10))  # ten progress lines
-    iterations = log_every * max(1, math.ceil(env_steps / per_iteration / log_every))  # at least env_steps
+    iterations = max(1, math.ceil(env_steps / per_iteration))  # Brax's steps exactly at the default sizes
+    log_every = log_cadence(iterations)
     cfg = load_config([*base, f"trainer.iterations={iterations}", f"trainer.log_every={log_every}",
                        f"trainer.eval_every={iterations}", f"trainer.checkpoint_every={iterations}"])
     start = time.perf_counter()
@@ -111,8 +151,9 @@ def main() -> None:
     from wildrobot.jax_setup import configure_jax
 
     tasks = [t for t in args.tasks.split(",") if t]
-    for task in tasks:  # a wrong name stops here, before anything compiles
+    for task in tasks:  # a wrong name, or a task we cannot match, stops here, before anything compiles
         check_task(task)
+        published_settings(task)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
@@ -120,13 +161,14 @@ def main() -> None:
     if not seeds:
         p.error("--seeds is empty: give at least one seed, e.g. --seeds 0")
     configure_jax()
+    jax.numpy.zeros(1).block_until_ready()  # the backend starts here, on neither side's clock
     steps = int(args.env_steps)
     results, last = {}, []
     for task in tasks:
         runs = []
         for seed in seeds:
             brax = brax_side(task, steps, seed)
-            ours = our_side(task, brax["env_steps"], seed, args.overrides)  # at least Brax's own count
+            ours = our_side(task, brax["env_steps"], seed, args.overrides)  # exactly Brax's count (at least, with other sizes)
             runs.append({"seed": seed, "brax": brax, "ours": ours})
             print(f"{task} seed {seed}: ours {ours['return']:.1f} in {ours['minutes']:.1f} min "
                   f"({ours['env_steps']:,} steps), Brax {brax['return']:.1f} in {brax['minutes']:.1f} min "

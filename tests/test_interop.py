@@ -35,8 +35,9 @@ def playground_wrap(env, episode_length):
 
 
 def rollout(wrapped, keys, actions):
-    """``len(actions)`` steps in one scan (a wrapper that adds a metric key would break its carry);
-    per step: the command, done and truncation."""
+    """``len(actions)`` steps in one scan (an env step that dropped a metric key a wrapper added, as
+    Brax's episode wrapper's ``reward``, would not even trace: the scan's carry would change); per
+    step: the command, done and truncation."""
 
     def body(state, action):
         nxt = wrapped.step(state, action)
@@ -54,7 +55,7 @@ def test_an_outside_auto_reset_starts_a_new_episode_of_our_env(wrap):
     n, length = 4, 5
     wrapped = wrap(env, length)
     # Brax's wrappers size their counters by rng.shape[:-1]: raw uint32 keys, as Brax users make them
-    final, (command, done, truncation) = rollout(wrapped, jax.random.split(jax.random.PRNGKey(0), n),
+    _, (command, done, truncation) = rollout(wrapped, jax.random.split(jax.random.PRNGKey(0), n),
                                                     jnp.zeros((3 * length, n, env.action_size)))
     done, truncation = np.asarray(done), np.asarray(truncation)
     ends = np.zeros(3 * length, bool)
@@ -67,7 +68,15 @@ def test_an_outside_auto_reset_starts_a_new_episode_of_our_env(wrap):
         assert np.all(steps == steps[:1])  # one command for an episode ...
     first, second = command[length - 1], command[length + 1]
     assert np.all(np.any(first != second, axis=-1))  # ... and a new one after the auto-reset
-    assert "reward" in final.metrics  # the evaluation wrapper's own metric survived the env's step
+
+
+def test_a_wrappers_metric_survives_our_envs_step():
+    env = StubEnv(StubEnvConfig())
+    state = env.reset(jax.random.key(3))
+    stepped = env.step(state.replace(metrics={**state.metrics, "wrapper/extra": jnp.float32(7.0)}),
+                       jnp.zeros(env.action_size))
+    assert float(stepped.metrics["wrapper/extra"]) == 7.0
+    assert set(state.metrics) <= set(stepped.metrics)
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +96,11 @@ def test_brax_auto_reset_redraws_wildrobots_episode_state(wildrobot_under_brax):
     n = 4
     state = jax.jit(wrapped.reset)(jax.random.split(jax.random.PRNGKey(1), n))
     step = jax.jit(wrapped.step)
-    infos = []
+    infos, action_rate = [], []
     for _ in range(4):  # the 3rd step ends the episode; the 4th begins the next one
-        state = step(state, jnp.zeros((n, env.action_size)))
+        state = step(state, jnp.full((n, env.action_size), 0.3))  # one action, held
         infos.append(jax.tree.map(np.asarray, state.info))
+        action_rate.append(np.asarray(state.metrics["reward/action_rate"]))
     assert np.all(np.asarray(state.info["step"]) == 1)  # the episode restarted ...
     fresh = jax.vmap(env.advance_clock)(jnp.zeros(n), jnp.asarray(infos[3]["command"]))
     np.testing.assert_allclose(infos[3]["clock"], np.asarray(fresh), atol=1e-6)  # ... and its gait clock
@@ -103,7 +113,8 @@ def test_brax_auto_reset_redraws_wildrobots_episode_state(wildrobot_under_brax):
     for name, draw in before["dr"].items():  # new randomisation draws (those that vary)
         if np.ptp(draw) > 0:
             assert np.any(draw != after["dr"][name]), name
-    assert np.all(after["prev_action"] == 0)
+    # the previous action starts again from zero: the held action costs an action-rate penalty again
+    assert np.all(action_rate[2] == 0) and np.all(action_rate[3] < 0) and np.all(action_rate[0] < 0)
 
 
 def test_brax_ppo_loss_trains_wildrobot(wildrobot_under_brax):
