@@ -181,6 +181,22 @@ def test_our_own_wrapper_never_restarts_an_episode_by_the_mark():
     assert np.any(np.asarray(redrawn.info["command"]) != np.asarray(state.info["command"]))
 
 
+def test_a_blow_up_is_not_taken_for_an_outside_restart():
+    """Physics that became NaN differs from itself; the check must not read it as an auto-reset.
+    A finite state put back over it is one."""
+    from wildrobot.envs.core import EPISODE_MARK
+
+    env = StubEnv(StubEnvConfig())
+    state = env.reset(jax.random.key(0))
+    nan = jnp.full(2, jnp.nan)
+    blown = state.replace(data=dict(state.data, position=nan), info=dict(state.info, **{EPISODE_MARK: nan}))
+    kept = env.step(blown, jnp.zeros(2))
+    np.testing.assert_array_equal(kept.info["command"], state.info["command"])
+    restored = blown.replace(data=state.data)  # an auto-reset's first state, over the blown-up mark
+    redrawn = env.step(restored, jnp.zeros(2))
+    assert np.any(np.asarray(redrawn.info["command"]) != np.asarray(state.info["command"]))
+
+
 def test_our_training_wrapper_resets_only_on_steps_where_an_episode_ended():
     """An env whose reset is expensive pays for it only when some env finished."""
     from wildrobot.envs.wrappers import wrap_for_training
