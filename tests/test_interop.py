@@ -36,8 +36,8 @@ def playground_wrap(env, episode_length):
 
 def rollout(wrapped, keys, actions):
     """``len(actions)`` steps in one scan (an env step that dropped a metric key a wrapper added, as
-    Brax's episode wrapper's ``reward``, would not even trace: the scan's carry would change); per
-    step: the command, done and truncation."""
+    Brax's evaluation wrapper's ``reward``, would not even trace: the carry of the episode wrapper's
+    scan would change); per step: the command, done and truncation."""
 
     def body(state, action):
         nxt = wrapped.step(state, action)
