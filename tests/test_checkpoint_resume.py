@@ -139,6 +139,88 @@ def test_truncated_checkpoint_is_reported_and_the_previous_one_used(tmp_path, ca
     np.testing.assert_allclose(np.asarray(state["params"]["w"]), -2e-5, rtol=1e-4)
 
 
+SMOKE = ["env=stub", "algo=jax_smoke", "trainer.log_every=2", "trainer.checkpoint_every=2", "trainer.progress=false"]
+
+
+def _w(run, trainer, step=None):
+    state, meta, saved = restore_latest(run, trainer, step)
+    return float(np.asarray(state["params"]["w"]).mean()), meta, saved
+
+
+def test_a_resume_from_an_older_checkpoint_branches_there_and_sets_the_newer_ones_aside(tmp_path):
+    """Resumed from latest/2 of a run that went on to 4, with another learning rate: the new branch's
+    iterations 3-4 are what latest/4 holds afterwards (not the old branch's), the old 4 is kept aside,
+    and TensorBoard shows the new branch."""
+    run = tmp_path / "run"
+    first = make_trainer(SMOKE + ["trainer.iterations=4"], run)
+    assert first.run() == 0
+    resumed = make_trainer(SMOKE + ["trainer.iterations=4", "algo.learning_rate=1e-2",
+                                    f"trainer.resume={run / 'checkpoints' / 'latest' / '2'}"], tmp_path / "hydra")
+    assert resumed.run() == 0
+    w, meta, step = _w(run, resumed)
+    assert step == 4 and meta["config"]["algo"]["learning_rate"] == pytest.approx(1e-2)
+    assert w == pytest.approx(-2e-5 - 2e-4, rel=1e-4)  # 2 iterations at 1e-3, then 2 at 1e-2 (gradient 0.01)
+    aside = list((run / "checkpoints" / "superseded").glob("*/latest/4"))
+    assert len(aside) == 1
+    old = Checkpointer(aside[0].parent.parent, keep=100)  # the old branch's step 4, intact
+    try:
+        state, _, _ = old.restore_newest(jax.eval_shape(resumed.make_algorithm(None).init, jax.random.key(0)))
+    finally:
+        old.close()
+    np.testing.assert_allclose(np.asarray(state["params"]["w"]), -4e-5, rtol=1e-4)
+    points = read_scalars(run / "tensorboard")["param_w_mean"]
+    assert [s for s, _ in points] == [1, 2, 4] and points[-1][1] == pytest.approx(-2e-5 - 1.5e-4, rel=1e-4)
+    # and the next resume continues the new branch
+    again = make_trainer(SMOKE + ["trainer.iterations=6", "algo.learning_rate=1e-2", f"trainer.resume={run}"],
+                         tmp_path / "hydra2")
+    assert again.run() == 0
+    assert _w(run, again)[0] == pytest.approx(-2e-5 - 4e-4, rel=1e-4)
+
+
+def test_a_resume_past_a_corrupt_newest_checkpoint_saves_that_step_again(tmp_path):
+    run = tmp_path / "run"
+    assert make_trainer(SMOKE + ["trainer.iterations=4"], run).run() == 0
+    for f in [f for f in (run / "checkpoints" / "latest" / "4" / "state").rglob("*") if f.is_file()]:
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    resumed = make_trainer(SMOKE + ["trainer.iterations=4", f"trainer.resume={run}"], tmp_path / "hydra")
+    assert resumed.run() == 0 and resumed.start_iteration == 2
+    w, _, step = _w(run, resumed)
+    assert step == 4 and w == pytest.approx(-4e-5, rel=1e-4)  # readable again, the resumed run's
+    assert len(list((run / "checkpoints" / "superseded").glob("*/latest/4"))) == 1  # the corrupt one, kept
+
+
+def test_the_curves_are_on_disk_before_each_checkpoint(tmp_path, monkeypatch):
+    """A run killed outright after a checkpoint (SIGKILL, out of memory) must not lose the curves up
+    to it: the resume purges what comes after, so what the writer still buffered would be gone."""
+    seen = {}
+    save = Checkpointer.save
+
+    def looking(self, step, state, meta):
+        points = read_scalars(tmp_path / "run" / "tensorboard").get("param_w_mean", [])
+        seen[step] = [s for s, _ in points]
+        return save(self, step, state, meta)
+
+    monkeypatch.setattr(Checkpointer, "save", looking)
+    assert make_trainer(SMOKE + ["trainer.iterations=4"], tmp_path / "run").run() == 0
+    assert seen == {2: [1, 2], 4: [1, 2, 4]}
+
+
+def test_a_rerun_of_a_run_that_died_before_its_first_checkpoint_logs_each_step_once(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    save = Checkpointer.save
+
+    def failing(self, step, state, meta):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Checkpointer, "save", failing)
+    with pytest.raises(OSError):
+        make_trainer(SMOKE + ["trainer.iterations=4"], run).run()
+    monkeypatch.setattr(Checkpointer, "save", save)
+    assert read_scalars(run / "tensorboard")["param_w_mean"]  # the dead run logged before it died
+    assert make_trainer(SMOKE + ["trainer.iterations=4"], run).run() == 0
+    assert [s for s, _ in read_scalars(run / "tensorboard")["param_w_mean"]] == [1, 2, 4]
+
+
 def test_missing_resume_path_is_a_clear_error(tmp_path):
     from wildrobot.errors import ConfigError
 
@@ -236,3 +318,16 @@ def test_a_run_from_an_env_with_other_state_still_loads_its_policy(ppo_runs, mon
                            root / "resume_other")
     with pytest.raises(StateShapeError):
         resumed.run()
+
+
+def test_a_resume_that_changes_the_budget_of_a_linear_schedule_says_how_its_rate_moves(tmp_path, caplog):
+    """The linear schedule decays over trainer.iterations: raising it on resume moves the rate (a run
+    started for 2 iterations ends at rate 0; resumed to 8, it goes on at 1e-3 x (1 - 2/8) = 7.5e-4)."""
+    linear = TINY_PPO + RESUME_CADENCE + ["algo.lr_schedule=linear", "algo.learning_rate=1e-3"]
+    assert make_trainer(linear + ["trainer.iterations=2"], tmp_path / "run").run() == 0
+    with caplog.at_level("WARNING"):
+        resumed = make_trainer(linear + ["trainer.iterations=8", f"trainer.resume={tmp_path / 'run'}"],
+                               tmp_path / "hydra")
+        assert resumed.run() == 0
+    assert "linear learning-rate schedule" in caplog.text
+    assert "started with as 2 and is now 8: from iteration 2 its rate is 0.00075 (it was going to be 0)" in caplog.text

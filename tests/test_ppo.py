@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import make_trainer
-from wildrobot.algos.ppo import gaussian_log_prob, ppo_loss
+from wildrobot.algos.ppo import adapt_learning_rate, gaussian_entropy, gaussian_kl, gaussian_log_prob, ppo_loss
 from wildrobot.algos.ppo_config import PPOConfig
 
 
@@ -41,6 +41,88 @@ def test_ppo_loss_matches_hand_computation():
     assert float(m["loss/entropy"]) == pytest.approx(entropy, rel=1e-5)
     assert float(total) == pytest.approx(policy_loss + 0.5 * value_loss - 0.01 * entropy, rel=1e-5)
     assert float(m["ppo/clip_fraction"]) == 0.0
+
+
+def test_gaussian_terms_match_scipy_at_a_std_other_than_one():
+    """log-density, entropy and KL(old || new) of diagonal Gaussians against scipy (the KL by numerical
+    integration): at log_std 0 a sign error in the std terms would not show."""
+    from scipy import integrate, stats
+
+    x, mean, log_std = np.array([0.3, -1.2]), np.array([0.1, -0.4]), np.array([-0.7, 0.4])
+    expected = sum(stats.norm.logpdf(x[i], mean[i], math.exp(log_std[i])) for i in range(2))
+    got = gaussian_log_prob(jnp.asarray(x, jnp.float32), jnp.asarray(mean, jnp.float32), jnp.asarray(log_std, jnp.float32))
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    assert float(gaussian_entropy(jnp.asarray(log_std, jnp.float32))) == pytest.approx(
+        sum(stats.norm(0.0, math.exp(s)).entropy() for s in log_std), rel=1e-5)
+
+    mean_new, log_std_new = np.array([0.4, -0.9]), np.array([-0.2, 0.1])
+    kl = 0.0
+    for i in range(2):
+        p, q = stats.norm(mean[i], math.exp(log_std[i])), stats.norm(mean_new[i], math.exp(log_std_new[i]))
+        kl += integrate.quad(lambda t: p.pdf(t) * (p.logpdf(t) - q.logpdf(t)), -30, 30, points=[mean[i]])[0]
+    got = gaussian_kl(*(jnp.asarray(a, jnp.float32) for a in (mean, log_std, mean_new, log_std_new)))
+    assert float(got) == pytest.approx(kl, rel=1e-4)
+    # and it is KL(old || new), not the reverse (the two differ here)
+    reverse = gaussian_kl(*(jnp.asarray(a, jnp.float32) for a in (mean_new, log_std_new, mean, log_std)))
+    assert abs(float(reverse) - kl) > 0.05
+
+
+def test_ppo_loss_with_another_std_and_normalised_advantages_matches_hand_computation():
+    """Old and new policies with different stds (log_std -0.7 then -0.5), advantages normalised per
+    minibatch (population std, as the mean and std of the minibatch's own advantages)."""
+    from scipy import stats
+
+    cfg = PPOConfig(clip_epsilon=0.2, value_loss_coef=0.5, entropy_coef=0.01, normalize_advantages=True,
+                    clip_value_loss=False)
+    actions, old_mean, new_mean = [0.5, 0.0, -0.3], [0.0, 0.1, -0.1], [0.1, -0.2, -0.2]
+    old_std, new_std = math.exp(-0.7), math.exp(-0.5)
+    old_lp = [stats.norm.logpdf(a, m, old_std) for a, m in zip(actions, old_mean)]
+    new_lp = [stats.norm.logpdf(a, m, new_std) for a, m in zip(actions, new_mean)]
+    adv = [1.0, -2.0, 0.5]
+    mu = sum(adv) / 3
+    sd = math.sqrt(sum((a - mu) ** 2 for a in adv) / 3)
+    norm_adv = [(a - mu) / (sd + 1e-8) for a in adv]
+    ratios = [math.exp(n - o) for n, o in zip(new_lp, old_lp)]
+    policy_loss = -sum(min(r * a, min(max(r, 0.8), 1.2) * a) for r, a in zip(ratios, norm_adv)) / 3
+    values, targets = [0.5, 0.0, 1.0], [1.0, -0.5, 0.2]
+    value_loss = 0.5 * sum((v - t) ** 2 for v, t in zip(values, targets)) / 3
+    entropy = stats.norm(0.0, new_std).entropy()
+
+    col = lambda v: jnp.asarray(v, jnp.float32)[:, None]  # noqa: E731
+    batch = {
+        "actor": jnp.zeros((3, 1)), "critic": jnp.zeros((3, 1)), "action": col(actions),
+        "action_mean": col(old_mean), "log_std": jnp.full((3, 1), -0.7), "log_prob": jnp.asarray(old_lp, jnp.float32),
+        "value": jnp.zeros(3), "advantage": jnp.asarray(adv, jnp.float32), "target": jnp.asarray(targets, jnp.float32),
+    }
+    params = {"policy": None, "log_std": jnp.array([-0.5]), "value": None}
+    total, m = ppo_loss(params, batch, lambda p, x: col(new_mean), lambda p, x: jnp.asarray(values, jnp.float32), cfg)
+    assert any(abs(r - 1) > 0.2 for r in ratios), "the example should exercise the clip"
+    assert float(m["loss/policy"]) == pytest.approx(policy_loss, rel=1e-5)
+    assert float(m["loss/value"]) == pytest.approx(value_loss, rel=1e-5)
+    assert float(m["loss/entropy"]) == pytest.approx(entropy, rel=1e-5)
+    assert float(total) == pytest.approx(policy_loss + 0.5 * value_loss - 0.01 * entropy, rel=1e-5)
+    assert float(m["ppo/clip_fraction"]) == pytest.approx(sum(abs(r - 1) > 0.2 for r in ratios) / 3)
+    kl = sum(math.log(new_std / old_std) + (old_std**2 + (o - n) ** 2) / (2 * new_std**2) - 0.5
+             for o, n in zip(old_mean, new_mean)) / 3
+    assert float(m["ppo/kl"]) == pytest.approx(kl, rel=1e-5)
+
+
+def test_adaptive_kl_rule_matches_plain_python():
+    def rule(lr, kl, target):
+        if kl > 2 * target:
+            lr /= 1.5
+        elif kl < 0.5 * target:
+            lr *= 1.5
+        return min(max(lr, 1e-5), 1e-2)
+
+    lr_jax, lr_py = jnp.float32(1e-3), 1e-3
+    for kl in [0.0, 0.004, 0.005, 0.011, 0.02, 0.021, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5,
+               0.5, 0.5, 0.0, 0.0]:
+        lr_jax, lr_py = adapt_learning_rate(lr_jax, jnp.float32(kl), 0.01), rule(lr_py, kl, 0.01)
+        assert float(lr_jax) == pytest.approx(lr_py, rel=1e-5)
+    for _ in range(30):  # bounded above
+        lr_jax = adapt_learning_rate(lr_jax, jnp.float32(0.0), 0.01)
+    assert float(lr_jax) == pytest.approx(1e-2)
 
 
 def test_clipping_stops_the_gradient_outside_the_trust_region():

@@ -192,3 +192,97 @@ def test_a_preempted_run_saves_its_chunk_then_hands_over(tmp_path, fake_submitit
     assert len(seen_at_handover) == 1 and seen_at_handover[0]  # handed over once, checkpoint already written
     assert max(seen_at_handover[0]) < 4  # stopped early, at a chunk boundary
     assert not (tmp_path / "run" / LOCK_NAME).read_text()  # the lock was released
+
+
+SMOKE = ["env=stub", "algo=jax_smoke", "trainer.log_every=2", "trainer.checkpoint_every=2", "trainer.progress=false"]
+
+
+def test_sigterm_while_the_run_starts_is_acted_on_at_the_first_chunk_boundary(tmp_path, monkeypatch):
+    """A SIGTERM (or a preemption's warning) that lands while the env builds or the program compiles
+    stops the run at its first chunk boundary with a checkpoint; it must not end the process there
+    and then (Python's default for SIGTERM; here a recording handler stands in for it)."""
+    from wildrobot.train import runner
+
+    before = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: before.append(signum))
+    start = runner.Trainer._start
+
+    def starting(self, location):
+        signal.raise_signal(signal.SIGTERM)
+        return start(self, location)
+
+    monkeypatch.setattr(runner.Trainer, "_start", starting)
+    try:
+        code = make_trainer(SMOKE + ["trainer.iterations=4"], tmp_path / "run").run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert before == []  # the run's handler took it
+    assert code == 128 + signal.SIGTERM
+    assert saved_steps(tmp_path / "run" / "checkpoints")["latest"] == [1]  # the first chunk: 1 iteration
+
+
+def test_a_signal_during_the_last_chunk_lets_the_run_finish_as_finished(tmp_path, monkeypatch, fake_submitit_handler):
+    """The preemption warning arrives as the last chunk ends: the run is complete, so it exits 0 and
+    is not handed over for a requeue (which would start a finished job again)."""
+    from wildrobot.train import runner
+
+    log = runner.Trainer.log
+
+    def logging(self, it, done, metrics):
+        log(self, it, done, metrics)
+        if it == 4:
+            signal.raise_signal(signal.SIGUSR2)
+
+    monkeypatch.setattr(runner.Trainer, "log", logging)
+    assert make_trainer(SMOKE + ["trainer.iterations=4"], tmp_path / "run").run() == 0
+    assert fake_submitit_handler == []
+    assert saved_steps(tmp_path / "run" / "checkpoints")["latest"] == [2, 4]
+
+
+def test_a_run_reads_its_own_checkpoints_once_it_holds_the_directory(tmp_path, monkeypatch):
+    """The run that held the directory may save its first checkpoint while this one waits for the lock
+    (a requeued job started before the old one exited): this one continues it rather than starting over."""
+    import shutil
+
+    assert make_trainer(SMOKE + ["trainer.iterations=2"], tmp_path / "earlier").run() == 0
+    acquire = RunDirLock.acquire
+
+    def acquire_after_the_holder_saved(self):
+        shutil.copytree(tmp_path / "earlier" / "checkpoints", tmp_path / "job" / "checkpoints")
+        return acquire(self)
+
+    monkeypatch.setattr(RunDirLock, "acquire", acquire_after_the_holder_saved)
+    again = make_trainer(SMOKE + ["trainer.iterations=4"], tmp_path / "job")
+    assert again.run() == 0
+    assert again.start_iteration == 2
+
+
+def test_a_second_ctrl_c_while_waiting_for_the_compiler_does_not_cut_the_wait_short():
+    """After Ctrl-C during a new run's compile, the process waits for XLA before exiting (exiting while
+    it compiles aborts the process); a relayed or repeated Ctrl-C meanwhile must not end that wait."""
+    import threading
+
+    from wildrobot.train.compiling import BackgroundCompile
+
+    waiting = threading.Event()
+
+    class Compiler:  # stands in for a jitted function; its compile sends the second Ctrl-C
+        def lower(self, *args):
+            return self
+
+        def compile(self):
+            # a gate, not a timing: wait until the main thread is in finish() (it ignores SIGINT there)
+            deadline = 50
+            while signal.getsignal(signal.SIGINT) is not signal.SIG_IGN and deadline:
+                waiting.wait(0.1)
+                deadline -= 1
+            os.kill(os.getpid(), signal.SIGINT)
+            return "compiled"
+
+    compiling = BackgroundCompile(Compiler())
+    try:
+        compiling.finish()
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C cut the wait for the compiler short")
+    assert compiling.result() == "compiled"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

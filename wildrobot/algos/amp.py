@@ -77,7 +77,10 @@ def output_kernel(params: dict) -> jax.Array:
 
 def discriminator_loss(params: dict, apply: Callable, reference: jax.Array, policy: jax.Array,
                        gradient_penalty: float, logit_regularization: float) -> tuple[jax.Array, dict]:
-    """The discriminator's loss on normalised inputs ``reference`` and ``policy`` (B, 2F)."""
+    """The discriminator's loss on normalised inputs ``reference`` and ``policy`` (B, 2F): half the
+    least squares (targets +1 / -1), plus ``gradient_penalty``/2 times the mean squared input gradient
+    at the reference samples (against the halved fit: the paper's weight is twice ``gradient_penalty``),
+    plus ``logit_regularization`` times the output layer's squared weights."""
     # D's input gradient at each reference sample from the same forward pass as its scores: the
     # samples are independent, so the gradient of sum(D) with respect to row i is grad D(x_i)
     d_ref, pull_back = jax.vjp(lambda x: apply(params, x), reference)

@@ -14,7 +14,7 @@ class DiscriminatorConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 128])
     activation: str = "relu"
     learning_rate: float = 1e-4
-    gradient_penalty: float = 10.0  # w: the loss adds w/2 * E_reference |grad_x D|^2
+    gradient_penalty: float = 10.0  # w: adds w/2 * E_ref |grad_x D|^2 to half the least squares (paper's w: 2x)
     logit_regularization: float = 0.01  # times the squared weights of the output layer
     weight_decay: float = 1e-4  # decoupled (AdamW), every weight
     replay_size: int = 100_000  # past policy transitions kept for the discriminator's negatives

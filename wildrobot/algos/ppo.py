@@ -54,6 +54,15 @@ def gaussian_kl(mean_old, log_std_old, mean_new, log_std_new) -> jax.Array:
     return jnp.sum(log_std_new - log_std_old + (var_old + (mean_old - mean_new) ** 2) / (2 * var_new) - 0.5, axis=-1)
 
 
+def adapt_learning_rate(lr: jax.Array, kl: jax.Array, desired_kl: float) -> jax.Array:
+    """The adaptive-KL rule (Schulman et al. 2017, as in rsl_rl): the rate / 1.5 when the policy's KL
+    from the rollout's policy is above twice ``desired_kl``, x 1.5 when below half of it, kept in
+    [1e-5, 1e-2]. The update measures the KL of each minibatch at the parameters before its step and
+    applies the new rate from the next minibatch on (rsl_rl applies it to the same minibatch's step)."""
+    lr = jnp.where(kl > 2.0 * desired_kl, lr / 1.5, jnp.where(kl < 0.5 * desired_kl, lr * 1.5, lr))
+    return jnp.clip(lr, 1e-5, 1e-2)
+
+
 def ppo_loss(params, batch: dict, apply_policy, apply_value, cfg: PPOConfig,
              mirror_action=None) -> tuple[jax.Array, dict]:
     """Clipped surrogate + (optionally clipped) value loss - entropy bonus, on one minibatch;
@@ -316,10 +325,8 @@ class PPO:
                                                                  mirror_action)
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, updates))
-            if cfg.lr_schedule == "adaptive_kl":
-                kl = mb_metrics["ppo/kl"]
-                lr = jnp.where(kl > 2.0 * cfg.desired_kl, lr / 1.5, jnp.where(kl < 0.5 * cfg.desired_kl, lr * 1.5, lr))
-                lr = jnp.clip(lr, 1e-5, 1e-2)
+            if cfg.lr_schedule == "adaptive_kl":  # sets the rate of the next minibatch's step
+                lr = adapt_learning_rate(lr, mb_metrics["ppo/kl"], cfg.desired_kl)
             mb_metrics["optim/grad_norm"] = optax.tree.norm(grads)
             aux, aux_metrics = self.auxiliary_step(aux)
             return (params, opt_state, lr, aux), {**mb_metrics, **aux_metrics}

@@ -4,6 +4,7 @@ Layout under a run directory::
 
     checkpoints/latest/<iteration>/   the newest ``keep`` checkpoints (cadence, end, Ctrl-C)
     checkpoints/best/<iteration>/     the one with the best evaluation metric so far
+    checkpoints/superseded/<time>/    those a resume from an older checkpoint branched away from
 
 Two managers, so keeping the best can never delete the latest. Each checkpoint is one
 composite: ``state`` (the algorithm's whole carry) and ``meta`` (JSON: resolved config, package
@@ -96,6 +97,31 @@ class Checkpointer:
             self.latest.save(step, args=_save_args(state, meta), force=True)
             self.latest.wait_until_finished()
         return self.directory / "latest" / str(step)
+
+    def set_aside_after(self, step: int, stamp: str) -> tuple[Optional[Path], dict[str, list[int]]]:
+        """Move every checkpoint of a step after ``step`` (latest and best, readable or not) to
+        ``superseded/<stamp>/{latest,best}/``, and reload. A run resumed from an older checkpoint (one
+        a user names, or the one before a corrupt newest) branches there: the old branch's newer steps
+        would otherwise block its saves at the same steps and be taken for its newest state by the
+        next resume. Nothing is deleted. (the folder, {which: steps moved}); (None, {}) when none was newer."""
+        moved: dict[str, list[int]] = {}
+        folder = self.directory / "superseded" / stamp
+        for which, steps in saved_steps(self.directory).items():
+            newer = [s for s in steps if s > step]
+            if newer:
+                (folder / which).mkdir(parents=True, exist_ok=True)
+                for s in newer:
+                    (self.directory / which / str(s)).rename(folder / which / str(s))
+                moved[which] = newer
+        if moved:
+            self.reload()
+        return (folder if moved else None), moved
+
+    def reload(self) -> None:
+        """Read the folders again (after another process, or ``set_aside_after``, changed them)."""
+        self.latest.reload()
+        self.best.reload()
+        self.best_value = self._stored_best_value()
 
     def save_if_best(self, step: int, state: Any, meta: dict, value: float) -> bool:
         if not (value > self.best_value):  # also false for NaN

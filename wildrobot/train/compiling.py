@@ -4,6 +4,7 @@ laptop CPU and should not look hung)."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -44,8 +45,17 @@ class BackgroundCompile:
         return self._done["compiled"]
 
     def finish(self) -> None:
-        """Wait for the compiler: the process must not exit while XLA compiles in a thread (it aborts)."""
-        self._finished.wait()
+        """Wait for the compiler: the process must not exit while XLA compiles in a thread (it aborts).
+        A further Ctrl-C meanwhile (the first one brought us here) is ignored rather than cutting the wait short."""
+        try:
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread: signals are not ours to set
+            previous = None
+        try:
+            self._finished.wait()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
 
 
 class ElapsedLine:

@@ -3,37 +3,58 @@
 from __future__ import annotations
 
 import struct
+import time
 import uuid
 from pathlib import Path
 from typing import Mapping, Optional
 
 import jax
-from tensorboardX import SummaryWriter
+from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto import event_pb2
+from tensorboardX.summary import scalar
 
 
 class TensorBoardLogger:
-    """One writer per run, on the main process only. ``purge_step`` on resume drops the events
-    an interrupted run wrote after its last checkpoint, so the curves stay continuous."""
+    """One event file per run (or per resume), written on the main process only. ``purge_step`` on
+    resume drops the events an interrupted run wrote after its last checkpoint, so the curves stay
+    continuous.
+
+    tensorboardX's ``EventsWriter`` writes each event in the calling thread (``SummaryWriter`` hands
+    them to a queue that a thread drains on its own time, which its ``flush`` does not wait for):
+    after ``flush`` every point logged so far is on disk."""
 
     def __init__(self, logdir: Path, purge_step: Optional[int] = None):
         self.writer = None
         if jax.process_index() == 0:
+            Path(logdir).mkdir(parents=True, exist_ok=True)
             # A unique suffix: two writers opened in the same second would overwrite each other.
-            self.writer = SummaryWriter(
-                logdir=str(logdir), purge_step=purge_step, filename_suffix=f".{uuid.uuid4().hex[:8]}"
-            )
+            self.writer = EventsWriter(str(Path(logdir) / "events"), f".{uuid.uuid4().hex[:8]}")
+            if purge_step is not None:  # TensorBoard hides the points >= purge_step written before this
+                self.writer.write_event(event_pb2.Event(wall_time=time.time(), step=purge_step,
+                                                        session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
 
     def scalars(self, metrics: Mapping[str, float], step: int) -> None:
         if self.writer is None:
             return
+        now = time.time()
         for tag, value in metrics.items():
-            self.writer.add_scalar(tag, float(value), step)
+            self.writer.write_event(event_pb2.Event(wall_time=now, step=int(step), summary=scalar(tag, float(value))))
+
+    def flush(self) -> None:
+        """Everything logged so far onto disk: called before each checkpoint, so that a run killed
+        outright (SIGKILL, out of memory, a lost node) keeps its curves up to its newest checkpoint,
+        from where a resume continues them."""
+        if self.writer is not None:
+            self.writer.flush()
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def has_events(logdir: Path) -> bool:
+    return any(Path(logdir).rglob("events.out.tfevents.*"))
 
 
 def _records(path: Path):

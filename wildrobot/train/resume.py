@@ -188,4 +188,11 @@ def restore_for_resume(ckpt: Checkpointer, location: RunLocation, abstract: Any,
                                           if diff else "")
     if diff:
         log.warning("resuming with a config that differs from the checkpoint's:\n  %s", "\n  ".join(diff))
+    budget = (meta or {}).get("config", {}).get("trainer", {}).get("iterations")
+    if getattr(cfg.algo, "lr_schedule", None) == "linear" and budget and budget != cfg.trainer.iterations:
+        lr = cfg.algo.learning_rate
+        log.warning("the linear learning-rate schedule decays to 0 over trainer.iterations, which the run was started "
+                    "with as %d and is now %d: from iteration %d its rate is %.3g (it was going to be %.3g)",
+                    budget, cfg.trainer.iterations, start, lr * max(0.0, 1 - start / cfg.trainer.iterations),
+                    lr * max(0.0, 1 - start / budget))
     return carry, start

@@ -31,7 +31,7 @@ from wildrobot.jax_setup import release_freed_memory
 from wildrobot.train.checkpoint import Checkpointer, git_revision, package_versions
 from wildrobot.train.chunks import CHUNK_LENGTH, ChunkRunner, FinishedChunk, chunk_length, make_chunk
 from wildrobot.train.compiling import BackgroundCompile, ElapsedLine
-from wildrobot.train.logging import TensorBoardLogger
+from wildrobot.train.logging import TensorBoardLogger, has_events
 from wildrobot.train.progress import Progress, budget_line, global_step
 from wildrobot.train.lock import RunDirBusy, RunDirLock, describe
 from wildrobot.train.resume import RunLocation, own_checkpoints, resolve_resume, restore_for_resume
@@ -65,19 +65,23 @@ class Trainer:
     def run(self) -> int:
         started = self.clock()
         t = self.cfg.trainer
-        carry = self.start()
-        if carry is None:  # Ctrl-C while compiling
-            return 128 + signal.SIGINT
-        it, metrics = self.start_iteration, {}
-        chunks = None
+        # SIGTERM and the preemption signal are taken from the start: one that lands while the env
+        # builds, the checkpoint restores or the program compiles (minutes on a cold cache) is acted on
+        # at the first chunk boundary, as later. Ctrl-C until then stops at once (nothing to save yet).
+        with StopRequest(sigint=False) as stop:
+            carry = self.start()
+            if carry is None:  # Ctrl-C while compiling
+                return 128 + signal.SIGINT
+            it, metrics = self.start_iteration, {}
+            chunks = None
 
-        def next_chunk(carry: Any, it: int) -> None:
-            if it < t.iterations:
-                chunks.launch(carry, it, chunk_length(it, t.log_every, t.iterations))
+            def next_chunk(carry: Any, it: int) -> None:
+                if it < t.iterations:
+                    chunks.launch(carry, it, chunk_length(it, t.log_every, t.iterations))
 
-        try:
-            chunks = ChunkRunner(self.chunk_fn, self.clock)
-            with StopRequest() as stop:
+            try:
+                chunks = ChunkRunner(self.chunk_fn, self.clock)
+                stop.watch_sigint()
                 next_chunk(carry, it)
                 while chunks.pending:
                     done = chunks.wait()
@@ -100,21 +104,25 @@ class Trainer:
                     self.log(it, done, metrics)
                     if keep:  # this chunk's state is the newest
                         if self.checkpoint_due(it) or stopping:
+                            self.tensorboard.flush()  # the curves on disk as far as the checkpoint
                             self.ckpt.save(it, carry, self.meta)
                         if not stopping:
                             next_chunk(carry, it)
+                if stop.requested and it >= t.iterations:  # it came during the last chunk: the run is done
+                    self.say(f"{stop.name} received as the run finished at iteration {it}: nothing left to do")
+                    stop.withdraw()
                 if stop.requested:
                     then = ("the job is requeued and resumes here" if stop.preempted and stop.requeues
                             else f"Resume with trainer.resume={self.out_dir}")
                     self.say(f"Stopped by {stop.name} at iteration {it}; checkpoint saved in "
                           f"{self.out_dir / 'checkpoints' / 'latest' / str(it)}. {then}")
-        finally:
-            if chunks is not None:
-                chunks.close()  # a chunk still running (after an error) finishes first
-            self.progress.close()
-            self.tensorboard.close()
-            self.ckpt.close()
-            self.lock.release()
+            finally:
+                if chunks is not None:
+                    chunks.close()  # a chunk still running (after an error) finishes first
+                self.progress.close()
+                self.tensorboard.close()
+                self.ckpt.close()
+                self.lock.release()
         self.final_metrics = metrics
         self.say(f"Checkpoints: {self.out_dir / 'checkpoints'}\n"
               f"TensorBoard: tensorboard --logdir {self.out_dir / 'tensorboard'}")
@@ -128,7 +136,7 @@ class Trainer:
         ``trainer.resume`` names or initialise a new one, and compile the chunk program. The carry
         to start from, or None when Ctrl-C arrived while a new run compiled (nothing to save)."""
         cfg, t = self.cfg, self.cfg.trainer
-        location = resolve_resume(t.resume, self.search_root, self.run_dir) if t.resume else own_checkpoints(self.run_dir)
+        location = resolve_resume(t.resume, self.search_root, self.run_dir) if t.resume else None
         self.out_dir = location.run_dir if location else self.run_dir
         self.lock = RunDirLock(self.out_dir)
         busy: Optional[BaseException] = None
@@ -143,6 +151,8 @@ class Trainer:
         if self.agreed_signal(1 if busy else 0):  # every process of the run stops, not only the first
             raise busy or RunDirBusy(f"the run directory {self.out_dir} is in use by another run (process 0 "
                                      f"of this run found it held; its message names the holder)")
+        if not t.resume:  # read under the lock: a run that held it may have saved its first checkpoint since
+            location = own_checkpoints(self.run_dir)
         where = f"{self.out_dir}|{location.step if location else ''}|{location.which if location else ''}"
         if not self.same_in_every_process(zlib.crc32(where.encode()) >> 1):
             raise ConfigError(f"the processes of this run do not agree on its run directory and checkpoint (this "
@@ -172,10 +182,11 @@ class Trainer:
                 carry, self.start_iteration = restore_for_resume(self.ckpt, location, abstract, cfg,
                                                                  self.env.physics_backend)
                 carry = self.placement.place(carry)
+                self._branch_from(self.start_iteration)
                 own = "its own checkpoint: a requeued job, or a rerun in the same directory; " if location.own else ""
                 self.say(f"Resuming {location.run_dir} from iteration {self.start_iteration} "
                       f"({own}checkpoints and TensorBoard continue there)")
-            self.say(budget_line(cfg, self.algo, self.start_iteration, self.env.physics_backend, self.run_dir))
+            self.say(budget_line(cfg, self.algo, self.start_iteration, self.env.physics_backend, self.out_dir))
             for note in getattr(self.algo, "notes", ()):
                 self.say(note)
             self.say("Compiling the training program ...")
@@ -191,13 +202,29 @@ class Trainer:
             self.ckpt.close()
             self.lock.release()
             return None
-        # Purge what an interrupted run logged after its checkpoint (steps > start), keep the rest.
+        # Purge what an interrupted run logged after its checkpoint (steps > start), keep the rest; a
+        # new run in a directory whose run died before its first checkpoint hides that run's points.
         purge = global_step(self.algo, self.start_iteration) + 1 if location else None
+        if purge is None and has_events(self.out_dir / "tensorboard"):
+            purge = 0
         self.tensorboard = TensorBoardLogger(self.out_dir / "tensorboard", purge_step=purge)
         self.progress = Progress(cfg, self.algo, self.start_iteration, enabled=self.is_main_process and t.progress,
                                  lines=self.is_main_process)
         self.evaluate_fn = jax.jit(self.algo.evaluate)
         return carry
+
+    def _branch_from(self, start: int) -> None:
+        """A resume from a checkpoint older than the run's newest (one named by step, a best one, or
+        the one before a corrupt newest) continues from there as a new branch: the newer checkpoints
+        are moved aside (``Checkpointer.set_aside_after``), as TensorBoard hides the newer points."""
+        if self.is_main_process:
+            folder, moved = self.ckpt.set_aside_after(start, time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime()))
+            if folder is not None:
+                steps = "; ".join(f"{which} {', '.join(map(str, s))}" for which, s in moved.items())
+                self.say(f"Continuing from iteration {start}, before the run's newest checkpoints ({steps}): "
+                         f"those moved to {folder} (nothing deleted), so this run's own take their place")
+        self.same_in_every_process(0)  # every process reads the folders after process 0 moved them
+        self.ckpt.reload()
 
     def _init_and_compile(self, chunk: Any, key: jax.Array, abstract: Any) -> tuple[Optional[Any], Any]:
         """XLA compiles each program on one core: compile the first chunk while init compiles and

@@ -42,7 +42,8 @@ class StopRequest:
     # or a preemption's GraceTime) before exiting by ourselves.
     LINGER_S = 600.0
 
-    def __init__(self, clock=time.monotonic, requeue=None, linger=None):
+    def __init__(self, clock=time.monotonic, requeue=None, linger=None, sigint: bool = True):
+        self._sigint = sigint  # False: Ctrl-C keeps Python's handler until ``watch_sigint``
         self.signum: Optional[int] = None
         self.preempted = False  # the preemption signal arrived (also after another stop signal)
         self._preempt = preemption_signal()
@@ -66,12 +67,26 @@ class StopRequest:
         return 128 + self.signum if self.signum is not None else 0
 
     def __enter__(self) -> "StopRequest":
-        for sig in dict.fromkeys((signal.SIGINT, signal.SIGTERM, self._preempt)):  # the preemption one may be either
-            try:
-                self._previous[sig] = signal.signal(sig, self.handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
+        sigs = (signal.SIGINT, signal.SIGTERM, self._preempt) if self._sigint else (signal.SIGTERM, self._preempt)
+        for sig in dict.fromkeys(sigs):  # the preemption one may be either
+            self._install(sig)
         return self
+
+    def watch_sigint(self) -> None:
+        """Take Ctrl-C too (a request made with ``sigint=False``: until the training loop starts,
+        Ctrl-C interrupts at once, as while a new run compiles: there is nothing to save yet)."""
+        if signal.SIGINT not in self._previous:
+            self._install(signal.SIGINT)
+
+    def _install(self, sig: int) -> None:
+        try:
+            self._previous[sig] = signal.signal(sig, self.handle)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+
+    def withdraw(self) -> None:
+        """Forget the signal: it came when the run had finished anyway (its last chunk was running)."""
+        self.signum, self.preempted = None, False
 
     def handle(self, signum: int, frame: Any = None) -> None:
         if signum == self._preempt:
