@@ -136,6 +136,13 @@ def test_truncated_checkpoint_is_reported_and_the_previous_one_used(tmp_path, ca
         state, meta, step = restore_latest(run, trainer)
     assert step == 2
     assert "step 4" in caplog.text and "incomplete or corrupt" in caplog.text
+
+    from wildrobot.train.checkpoint import _short
+
+    # TensorStore's read errors carry their whole spec after the first sentence: the warning keeps the sentence
+    e = Exception("Encountered error while reading array index: (slice(0, 6, 1),). See full TensorStore "
+                  "details: <bound method ...> " + "x" * 2000 + "\nmore")
+    assert _short(e) == "Exception: Encountered error while reading array index: (slice(0, 6, 1),)."
     np.testing.assert_allclose(np.asarray(state["params"]["w"]), -2e-5, rtol=1e-4)
 
 
@@ -219,6 +226,18 @@ def test_a_rerun_of_a_run_that_died_before_its_first_checkpoint_logs_each_step_o
     assert read_scalars(run / "tensorboard")["param_w_mean"]  # the dead run logged before it died
     assert make_trainer(SMOKE + ["trainer.iterations=4"], run).run() == 0
     assert [s for s, _ in read_scalars(run / "tensorboard")["param_w_mean"]] == [1, 2, 4]
+
+
+def test_no_readable_latest_checkpoint_names_the_readable_best_ones(tmp_path):
+    state = {"w": jnp.arange(4.0)}
+    ckpt = Checkpointer(tmp_path / "ck", keep=2)
+    ckpt.save(3, state, {"env": "stub", "algo": "x"})
+    assert ckpt.save_if_best(3, state, {"env": "stub", "algo": "x"}, 1.0)
+    ckpt.close()
+    for f in [f for f in (tmp_path / "ck" / "latest" / "3" / "state").rglob("*") if f.is_file()]:
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"step 3: state unreadable(.|\n)*best/ checkpoints hold steps \[3\]"):
+        Checkpointer(tmp_path / "ck", keep=2).restore_newest(jax.eval_shape(lambda: state))
 
 
 def test_missing_resume_path_is_a_clear_error(tmp_path):

@@ -103,3 +103,17 @@ def test_resume_latest_finds_the_newest_run(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "from iteration 1" in res.stdout and "Updated param w mean: -3e-05" in res.stdout
     assert str(tmp_path / "outputs" / "day" / "newer") in res.stdout
+
+
+def test_a_refused_start_leaves_the_record_of_the_run_in_its_directory(tmp_path):
+    """.hydra/ (what the sweep report and the plots read) is written by a run that may train in its
+    directory: a rerun there with a typo, or with another config, is refused and leaves it as it was."""
+    first = run_cli(["algo=jax_smoke", "env=stub", "seed=3", "hydra.run.dir=r"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    record = tmp_path / "r" / ".hydra"
+    before = {name: (record / name).read_text() for name in ("config.yaml", "hydra.yaml", "overrides.yaml")}
+    assert "seed=3" in before["overrides.yaml"] and "seed: 3" in before["config.yaml"]
+    for bad in (["trainer.num_envs=-4"], ["seed=4"]):
+        res = run_cli(["algo=jax_smoke", "env=stub", *bad, "hydra.run.dir=r"], cwd=tmp_path)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert {name: (record / name).read_text() for name in before} == before

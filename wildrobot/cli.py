@@ -68,6 +68,23 @@ def refuse_renamed_keys(argv: list[str]) -> None:
         sys.exit(2)
 
 
+def record_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
+    """Hydra's record of the run (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``, as Hydra
+    writes them), written by the trainer once it may train in ``run_dir``. Hydra's own writing is off
+    (``hydra.output_subdir: null`` in conf/config.yaml): it writes before the run starts, so a start
+    refused in the directory of another run (a typo, another config, a directory in use) replaced
+    that run's record, which the sweep report and the plots read."""
+    from omegaconf import OmegaConf
+
+    hydra = HydraConfig.get()
+    out = run_dir / ".hydra"
+    out.mkdir(parents=True, exist_ok=True)
+    task = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"]) if "hydra" in cfg else cfg
+    for name, node in (("config.yaml", task), ("hydra.yaml", OmegaConf.create({"hydra": hydra})),
+                       ("overrides.yaml", hydra.overrides.task)):
+        (out / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+
+
 def main(cfg: DictConfig) -> float:
     """One run; returns its best evaluation (what ``hydra/sweeper=optuna`` maximises; NaN without one)."""
     try:
@@ -85,6 +102,7 @@ def main(cfg: DictConfig) -> float:
     start_distributed()  # a run of several processes (wildrobot.launch, srun) joins up here
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     trainer = trainer_class(config)(config, run_dir)
+    trainer.on_started = lambda: record_hydra_files(cfg, run_dir)
     try:
         code = trainer.run()
     except (ConfigError, CheckpointError, RunDirBusy) as e:

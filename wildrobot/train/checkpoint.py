@@ -13,9 +13,12 @@ versions, git revision, env and algo names, iteration, and the state's shape sig
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import math
 import subprocess
+import sys
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Optional
@@ -167,20 +170,25 @@ class Checkpointer:
         failures = []
         for s, meta in self._metas(manager, step):
             if not isinstance(meta, dict):
-                failures.append(f"step {s}: metadata unreadable ({type(meta).__name__}: {str(meta)[:200]})")
+                failures.append(f"step {s}: metadata unreadable ({_short(meta)})")
                 continue
             if meta.get("state_signature") != state_signature(target):
                 raise StateShapeError(_signature_mismatch(meta, s) + config_diff)
             try:
-                restored = mngr.restore(s, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(_without_empty(_placed(target)))))
+                with _quiet_failed_reads():
+                    restored = mngr.restore(s, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(_without_empty(_placed(target)))))
             except Exception as e:  # noqa: BLE001
-                failures.append(f"step {s}: state unreadable ({type(e).__name__}: {str(e)[:200]})")
+                failures.append(f"step {s}: state unreadable ({_short(e)})")
                 continue
             for failure in failures:
                 log.warning("checkpoint %s is incomplete or corrupt; using step %d instead", failure, s)
             return _with_empty(target, restored["state"]), meta, s
-        raise CheckpointError("no complete checkpoint in " + str(mngr.directory) + ":\n  " + "\n  ".join(failures))
+        other = "best" if manager == "latest" else "latest"
+        usable = sorted(self.manager(other).all_steps())
+        hint = (f"\nThe run's {other}/ checkpoints hold steps {usable}: resume, evaluate or export from one of them "
+                f"(e.g. {self.directory / other / str(usable[-1])})." if usable else "")
+        raise CheckpointError("no complete checkpoint in " + str(mngr.directory) + ":\n  " + "\n  ".join(failures) + hint)
 
     def restore_fields(self, target: dict[str, Any], step: int, manager: str = "latest") -> dict[str, Any]:
         """Only the named top-level fields of the state saved at ``step`` (e.g. a policy's parameters
@@ -194,6 +202,27 @@ class Checkpointer:
         for mngr in (self.latest, self.best):
             mngr.wait_until_finished()
             mngr.close()
+
+
+def _short(e: Any) -> str:
+    """An unreadable checkpoint's error in one line: its type and first sentence (TensorStore appends
+    its whole read spec, hundreds of characters)."""
+    text = str(e).split("\n", 1)[0].split(" See full TensorStore details", 1)[0]
+    return f"{type(e).__name__}: {text[:200]}"
+
+
+@contextlib.contextmanager
+def _quiet_failed_reads():
+    """A failed read leaves Orbax's other reads of the same checkpoint as coroutines that are never
+    awaited; Python reports each one ("Exception ignored in ...", with a traceback) as it is collected:
+    dozens of tracebacks for one truncated file, which the warning above says in one line."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        yield
+    finally:
+        gc.collect()  # the abandoned reads are collected here, while their reports are still silenced
+        sys.unraisablehook = hook
 
 
 def _placed(target: Any) -> Any:

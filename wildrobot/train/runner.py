@@ -53,6 +53,10 @@ class Trainer:
         self.chunk_seconds: list[float] = []  # time of each chunk's own program (on resume the first includes compiling)
         self.chunk_iterations: list[int] = []  # iterations in each chunk (a new run's first has one)
         self.seconds_to_first_chunk = math.nan  # from run() start: env build, init, compile, the first chunk
+        # Called once the run may train in its directory (the lock held, its own checkpoints' config
+        # checked), before it compiles: the CLI records Hydra's .hydra/ there then, not before, so a
+        # refused start leaves the record of the run already in that directory as it was.
+        self.on_started: Callable[[], None] = lambda: None
 
     # -- what a trainer provides ---------------------------------------------------------------
     def make_algorithm(self, env: Env) -> Algorithm:
@@ -186,6 +190,8 @@ class Trainer:
                 own = "its own checkpoint: a requeued job, or a rerun in the same directory; " if location.own else ""
                 self.say(f"Resuming {location.run_dir} from iteration {self.start_iteration} "
                       f"({own}checkpoints and TensorBoard continue there)")
+            if self.is_main_process:
+                self.on_started()
             self.say(budget_line(cfg, self.algo, self.start_iteration, self.env.physics_backend, self.out_dir))
             for note in getattr(self.algo, "notes", ()):
                 self.say(note)

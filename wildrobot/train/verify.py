@@ -11,6 +11,7 @@ class VerifyTrainer(Trainer):
     def run(self) -> int:
         from wildrobot.envs.verify import CheckResult, format_report, run_checks
 
+        self.on_started()
         env = make_env(self.cfg.env)
         results = run_checks(env, seed=self.cfg.seed, num_envs=self.cfg.trainer.num_envs)
         if self.cfg.algo.name == "ppo_amp":
