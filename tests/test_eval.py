@@ -119,6 +119,18 @@ def test_bad_arguments_exit_2_with_usage(capsys):
     assert "--episodes must be >= 1" in capsys.readouterr().err
 
 
+def test_the_key_value_form_reads_randomize_as_a_switch(capsys):
+    from wildrobot.eval import legacy_arguments, make_parser
+
+    parser = make_parser()
+    args = parser.parse_args(legacy_arguments(["run=r", "randomize=true", "episodes=2"]))
+    assert args.randomize and args.run == "r" and args.episodes == 2
+    assert parser.parse_args(legacy_arguments(["run=r", "randomize=True"])).randomize
+    assert not parser.parse_args(legacy_arguments(["run=r", "randomize=false"])).randomize
+    assert main(["run=x", "randomize=maybe"]) == 2
+    err = capsys.readouterr().err
+    assert "randomize: expected true or false; got 'maybe'" in err and "usage: python -m wildrobot.eval" in err
+
 def test_commands_parse_from_the_command_line():
     assert parse_commands("grid") is None
     np.testing.assert_allclose(parse_commands("0.2,0,0;0.4,0,0.5"), [[0.2, 0, 0], [0.4, 0, 0.5]])

@@ -65,11 +65,17 @@ def test_export_of_a_missing_run_says_what_is_expected(tmp_path, capsys):
     assert "nope" in err and "does not exist" in err and "Traceback" not in err
 
 
-def test_wildrobot_sidecar_matches_the_robot_description(wildrobot_run, tmp_path_factory):
-    from wildrobot.robot.description import load_robot_description
-
+@pytest.fixture(scope="module")
+def wr_export(wildrobot_run, tmp_path_factory):
     loaded = load_run(wildrobot_run)
     onnx_path, _, meta = export(loaded, tmp_path_factory.mktemp("wr_sidecar") / "policy.onnx")
+    return loaded, onnx_path, meta
+
+
+def test_wildrobot_sidecar_matches_the_robot_description(wr_export):
+    from wildrobot.robot.description import load_robot_description
+
+    loaded, onnx_path, meta = wr_export
     desc = load_robot_description(loaded.cfg.env.robot)
     robot, action = meta["robot"], meta["action"]
     assert robot["joint_names"] == list(desc.joint_names) == action["joint_names"]
@@ -92,3 +98,25 @@ def test_wildrobot_sidecar_matches_the_robot_description(wildrobot_run, tmp_path
     obs = np.random.default_rng(1).normal(0.0, 2.0, (64, loaded.env.observation_size["actor"])).astype(np.float32)
     np.testing.assert_allclose(onnx_actions(onnx_path, obs), np.asarray(jax.jit(policy_function(loaded))(obs)),
                                atol=1e-5, rtol=0)
+
+
+def test_the_sidecars_action_mapping_gives_the_envs_servo_targets(wr_export):
+    """The sidecar's formula, applied with its own numbers, against the env's ``servo_targets``
+    (the targets the env steps its servos to), on actions inside, at and beyond [-1, 1]."""
+    loaded, _, meta = wr_export
+    env, action = loaded.env, meta["action"]
+    assert action["mapping"] == "joint_target = clip(home + scale * clip(action, -1, 1), joint_range)"
+    rng = np.random.default_rng(0)
+    n = env.action_size
+    actions = np.concatenate([rng.uniform(-1.5, 1.5, (64, n)), np.ones((1, n)), -np.ones((1, n))]).astype(np.float32)
+    home, scale = np.asarray(action["home"]), np.asarray(action["scale"])
+    lo, hi = np.asarray(action["joint_range"]).T
+    formula = np.clip(home + scale * np.clip(actions, -1.0, 1.0), lo, hi)
+    np.testing.assert_allclose(formula, np.asarray(jax.vmap(env.servo_targets)(actions)), atol=1e-6, rtol=0)
+    # the joint range cuts some targets before |action| = 1 (the hip rolls' 10 degree adduction), so
+    # the range's clip is exercised as well as the action's
+    unclipped = home + scale * np.clip(actions, -1.0, 1.0)
+    assert np.any((unclipped > hi) | (unclipped < lo))
+    # what the sidecar says a runtime must know about the sensors and the joint signs
+    assert "(w, x, y, z)" in meta["observation"]["gravity"] and "(i, j, k, real)" in meta["observation"]["gravity"]
+    assert "hardware_signs again" in meta["observation"]["joint_signs"]

@@ -4,7 +4,7 @@
         [--video PATH|none] [--json PATH|none] [--step N] [--which latest|best] [--steps N]
         [--video-seconds S] [--seed N] [--reference MOTION_DATASET]
 
-(The older ``key=value`` form, ``run=<run> episodes=4 ...``, is read too.) Everything else (env,
+(The older ``key=value`` form, ``run=<run> episodes=4 randomize=true ...``, is read too.) Everything else (env,
 network sizes, normaliser) comes from the config stored in the checkpoint.
 Evaluation switches domain randomisation, pushes and sensor noise off, fixes one command per
 episode (no resampling), runs the deterministic policy on one env per (command, episode) in one
@@ -30,11 +30,13 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-# Metrics accumulated per episode: sums for reward terms, per-step means for the others.
+# Metrics accumulated per episode: sums for reward terms, the mean over the episode's steps for the
+# others; a command's figure is then the mean over its episodes (each episode weighing the same).
 SUMMED_PREFIXES = ("reward/",)
 AVERAGED_PREFIXES = ("tracking/", "velocity/", "imitation/")
-# Share of an episode's steps on which an action component sat at its limit (|a| = 1): a joint
-# that the policy keeps there needs a larger action scale (or the task asks more than it can give).
+# Share of an episode's steps on which an action component sat at its limit (|a| >= 1; the policy's
+# action, not the servo target, which a joint range can cut before |a| = 1): a joint that the policy
+# keeps there needs a larger action scale (or the task asks more than it can give).
 AT_LIMIT_PREFIX = "action_at_limit/"
 AT_LIMIT_REPORTED = 0.05  # the table lists joints at their limit on at least this share of some command's steps
 
@@ -388,11 +390,15 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-_LEGACY = re.compile(r"^(run|episodes|commands|video|json|step|which|steps|video_seconds|seed|reference)=(.*)$", re.S)
+_LEGACY = re.compile(
+    r"^(run|episodes|commands|video|json|step|which|steps|video_seconds|seed|randomize|reference)=(.*)$", re.S)
+_LEGACY_SWITCHES = ("randomize",)  # on/off flags: key=true|false
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
 
 def legacy_arguments(argv: Sequence[str]) -> list[str]:
-    """``run=<run> episodes=4 ...`` (the form of earlier versions) as ``<run> --episodes 4 ...``."""
+    """``run=<run> episodes=4 randomize=true ...`` (the form of earlier versions) as
+    ``<run> --episodes 4 --randomize ...``."""
     out = []
     for a in argv:
         m = _LEGACY.match(a)
@@ -400,6 +406,11 @@ def legacy_arguments(argv: Sequence[str]) -> list[str]:
             out.append(a)
         elif m.group(1) == "run":
             out.append(m.group(2))
+        elif m.group(1) in _LEGACY_SWITCHES:
+            value = m.group(2).strip().lower()
+            if value not in _TRUE + _FALSE:
+                raise UsageError(f"{m.group(1)}: expected true or false; got {m.group(2)!r}")
+            out += ["--" + m.group(1)] if value in _TRUE else []
         else:
             out += ["--" + m.group(1).replace("_", "-"), m.group(2)]
     return out
@@ -430,12 +441,12 @@ def _default_output(loaded: Any, which: str, suffix: str, randomized: bool = Fal
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = make_parser()
-    argv = legacy_arguments(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help", "help") for a in argv):
         parser.print_help()
         return 0
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(legacy_arguments(argv))
         commands = parse_commands(args.commands)
         if args.steps is not None and args.steps < 1:
             raise UsageError(f"--steps must be >= 1; got {args.steps}")

@@ -9,7 +9,9 @@ The ONNX graph is the deployable policy exactly as evaluation runs it: raw actor
 
 The sidecar (also stored in the ONNX file's metadata under the key "wildrobot") holds the
 observation layout, the action-to-servo mapping (home pose, per-joint scale, joint ranges), the
-joint order and hardware signs of the robot description, and the control period.
+joint order and hardware signs of the robot description, and the control period; for WildRobot
+also the gravity block's convention (the IMU quaternion's order), how older frames start, and that
+the joint values are already in the hardware's signs (``WildRobotEnv.deployment_info``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ observation code (``WildRobotEnv.mujoco_observer``), so nothing is re-implemente
 command it prints how long the robot stayed up and the velocity tracking errors, in MuJoCo C and
 in MJX (the same commands through ``wildrobot.eval.evaluate_policy``, the env's physics set to MJX
 whichever backend the run trained on: on a CPU that is MuJoCo C itself, so the comparison keeps
-two simulators apart).
+two simulators apart). Both start at the home keyframe facing +x at rest, with randomisation,
+pushes, sensor noise and the reset's joint noise and random heading off (``comparison_env``); in
+MuJoCo C the automatic reset is off, so a blow-up ends the episode (printed "BLEW UP") as in the env.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ DEFAULT_COMMANDS = ((0.0, 0.0, 0.0), (0.2, 0.0, 0.0), (0.3, 0.0, 0.5), (0.3, 0.0
 class Episode:
     command: np.ndarray
     steps: int  # control steps survived
-    fell: bool
-    vx_error: float  # mean |command vx - measured heading-frame vx| per step
+    fell: bool  # a fall, or a blow-up (nonfinite)
+    vx_error: float  # |command vx - measured heading-frame vx|, mean over the episode's steps
     yaw_rate_error: float
+    nonfinite: bool = False  # the simulation blew up (non-finite state), which ended the episode
     qpos: Optional[np.ndarray] = None  # (steps + 1, nq) when recorded
     qvel: Optional[np.ndarray] = None
+    observations: Optional[np.ndarray] = None  # (steps + 1, obs size): what the policy was shown, when recorded
 
 
 def onnx_policy(onnx_path: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -46,17 +50,56 @@ def onnx_policy(onnx_path: Path) -> Callable[[np.ndarray], np.ndarray]:
     return lambda obs: sess.run(["action"], {"obs": np.asarray(obs, np.float32)[None]})[0][0]
 
 
+def check_onnx_fits(onnx_path: Path, env: Any) -> None:
+    """A ValueError unless the ONNX policy reads the env's actor observation and writes its action
+    (another run's export, or another robot's, would fail deep inside onnxruntime)."""
+    from wildrobot.export import onnx_session
+
+    try:
+        sess = onnx_session(onnx_path)
+    except Exception as e:  # noqa: BLE001 - onnxruntime's errors for a file that is no model
+        raise ValueError(f"{onnx_path}: not an ONNX policy onnxruntime can load ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200]})") from None
+    inputs, outputs = {i.name: i.shape for i in sess.get_inputs()}, {o.name: o.shape for o in sess.get_outputs()}
+    want_obs, want_act = env.observation["actor"].size, env.action_size
+    if "obs" not in inputs or "action" not in outputs or inputs["obs"][-1] != want_obs or outputs["action"][-1] != want_act:
+        raise ValueError(f"{onnx_path} maps inputs {inputs} to outputs {outputs}, but this run's policy reads an "
+                         f"observation of {want_obs} (input 'obs') and writes {want_act} actions (output 'action'): "
+                         f"export this run (python -m wildrobot.export <run>) or leave --onnx out")
+
+
+def mujoco_model(env: Any):
+    """A copy of the env's plain MuJoCo model with MuJoCo's automatic reset off: a blow-up then
+    leaves non-finite values (which end the episode, as in the env) instead of silently restarting
+    the simulation from the model's default pose."""
+    import copy
+
+    import mujoco
+
+    model = copy.copy(env.mj_model)
+    model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_AUTORESET)
+    return model
+
+
 def run_mujoco(env: Any, policy: Callable[[np.ndarray], np.ndarray], command: Sequence[float], steps: int,
-               record: bool = False) -> Episode:
-    """One episode in MuJoCo C from the home keyframe; stops at the first fall."""
+               record: bool = False, start: Optional[tuple[np.ndarray, np.ndarray]] = None) -> Episode:
+    """One episode in MuJoCo C, from the home keyframe at rest (or ``start``: (qpos, qvel)); stops
+    at the first fall or blow-up. ``record``: keep the states and the observations."""
     import mujoco
 
     if not hasattr(env, "mujoco_observer"):
         raise ValueError(f"env '{env.cfg.name}' cannot compute its observation from plain MuJoCo (no mujoco_observer)")
-    model = env.mj_model
+    model = mujoco_model(env)
     data = mujoco.MjData(model)
-    key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, env.desc.home_keyframe)
-    mujoco.mj_resetDataKeyframe(model, data, key)
+    if start is None:
+        key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, env.desc.home_keyframe)
+        mujoco.mj_resetDataKeyframe(model, data, key)
+    else:
+        qpos, qvel = (np.asarray(x, np.float64) for x in start)
+        if qpos.shape != (model.nq,) or qvel.shape != (model.nv,):
+            raise ValueError(f"start: qpos and qvel of shapes ({model.nq},) and ({model.nv},) expected; got "
+                             f"{qpos.shape} and {qvel.shape}")
+        data.qpos[:], data.qvel[:] = qpos, qvel
     mujoco.mj_forward(model, data)
     observer = env.mujoco_observer()
     observer.reset(np.asarray(command, np.float32))
@@ -65,36 +108,59 @@ def run_mujoco(env: Any, policy: Callable[[np.ndarray], np.ndarray], command: Se
 
     obs, _, fell = observer.observe(data)
     vx_err, yaw_err = [], []
-    frames = [(data.qpos.copy(), data.qvel.copy())] if record else None
+    nonfinite = False
+    frames = [(data.qpos.copy(), data.qvel.copy(), obs)] if record else None
     for _ in range(steps):
         data.ctrl[:] = observer.ctrl(policy(obs))
         mujoco.mj_step(model, data, nstep=substeps)
         obs, q, fell = observer.observe(data)
-        vx_err.append(abs(command[0] - float(q["base_vel_heading"][0])))
-        yaw_err.append(abs(command[2] - float(q["yaw_rate"])))
+        if not (np.all(np.isfinite(data.qpos)) and np.all(np.isfinite(data.qvel))):
+            # as the env: a blow-up ends the episode, and its step's errors read 0
+            nonfinite = fell = True
+            vx_err.append(0.0)
+            yaw_err.append(0.0)
+        else:
+            vx_err.append(abs(command[0] - float(q["base_vel_heading"][0])))
+            yaw_err.append(abs(command[2] - float(q["yaw_rate"])))
         if record:
-            frames.append((data.qpos.copy(), data.qvel.copy()))
-        if fell or not np.all(np.isfinite(data.qpos)):
-            fell = True
+            frames.append((data.qpos.copy(), data.qvel.copy(), obs))
+        if fell:
             break
     return Episode(command=command, steps=len(vx_err), fell=bool(fell), vx_error=float(np.mean(vx_err)),
-                   yaw_rate_error=float(np.mean(yaw_err)),
+                   yaw_rate_error=float(np.mean(yaw_err)), nonfinite=nonfinite,
                    qpos=np.stack([f[0] for f in frames]) if record else None,
-                   qvel=np.stack([f[1] for f in frames]) if record else None)
+                   qvel=np.stack([f[1] for f in frames]) if record else None,
+                   observations=np.stack([f[2] for f in frames]) if record else None)
+
+
+def comparison_env(loaded: Any) -> Any:
+    """The run's env for sim-to-sim: MJX physics, randomisation, pushes and noise off, and every
+    episode starting where the MuJoCo C episodes start, at the home keyframe facing +x at rest
+    (reset joint noise 0, no random heading)."""
+    import dataclasses
+
+    from wildrobot.envs.factory import evaluation_config, make_env
+
+    cfg = evaluation_config(loaded.cfg.env)
+    if not hasattr(cfg, "reset") or not hasattr(cfg, "sim"):
+        raise ValueError(f"sim-to-sim needs a robot env; this run trained env '{loaded.cfg.env.name}'")
+    return make_env(dataclasses.replace(cfg, sim=dataclasses.replace(cfg.sim, backend="mjx"),
+                                        reset=dataclasses.replace(cfg.reset, joint_noise=0.0, random_heading=False)))
 
 
 def compare(loaded: Any, onnx_path: Path, commands: np.ndarray, steps: int,
             record: bool = False) -> tuple[list[Episode], Any]:
-    """(MuJoCo C episodes, MJX ``EvalResults``) for the same commands and episode length."""
+    """(MuJoCo C episodes, MJX ``EvalResults``) for the same commands and episode length, both
+    from the same start (``comparison_env``)."""
     import jax
 
     from wildrobot.eval import evaluate_policy
-    from wildrobot.runs import evaluation_env
 
-    env = evaluation_env(loaded, backend="mjx")
+    env = comparison_env(loaded)
     policy = onnx_policy(onnx_path)
     c_runs = [run_mujoco(env, policy, cmd, steps, record=record) for cmd in commands]
-    mjx_runs = evaluate_policy(loaded, commands, episodes=1, key=jax.random.key(0), steps=steps, env=env)
+    mjx_runs = evaluate_policy(loaded, commands, episodes=1, key=jax.random.key(0), steps=steps, record=record,
+                               env=env)
     return c_runs, mjx_runs
 
 
@@ -105,7 +171,7 @@ def format_comparison(c_runs: Sequence[Episode], mjx: Any, dt: float) -> str:
     lines = [head, "-" * len(head)]
     for i, ep in enumerate(c_runs):
         cmd = " ".join(f"{x:+.2f}" for x in ep.command)
-        c_up = f"{ep.steps * dt:.1f}" + (" FELL" if ep.fell else "")
+        c_up = f"{ep.steps * dt:.1f}" + (" BLEW UP" if ep.nonfinite else " FELL" if ep.fell else "")
         m_up = f"{pc['length'][i] * dt:.1f}" + (" FELL" if pc["fall"][i] > 0 else "")
         lines.append(f"{cmd:<22}| {c_up:>14} {ep.vx_error:>7.3f} {ep.yaw_rate_error:>7.3f} "
                      f"| {m_up:>9} {pc['tracking/vx_error'][i]:>7.3f} {pc['tracking/yaw_rate_error'][i]:>7.3f}")
@@ -143,10 +209,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from wildrobot.eval import UsageError, parse_commands
     from wildrobot.export import export
     from wildrobot.jax_setup import configure_jax
-    from wildrobot.runs import LoadError, evaluation_env, load_run
+    from wildrobot.runs import LoadError, load_run
 
     configure_jax()
     try:
+        if args.onnx is not None and not args.onnx.is_file():
+            raise UsageError(f"--onnx {args.onnx}: no such file. Give a policy that wildrobot.export wrote, or leave "
+                             f"--onnx out to export this run's policy now.")
         commands = parse_commands(args.commands) if args.commands else None
         commands = np.asarray(DEFAULT_COMMANDS, np.float32) if commands is None else commands
         loaded = load_run(args.run, args.step, args.which)
@@ -154,19 +223,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UsageError(f"sim-to-sim needs a robot model; this run trained env '{loaded.cfg.env.name}'")
         with tempfile.TemporaryDirectory() as tmp:
             onnx_path = args.onnx or export(loaded, Path(tmp) / "policy.onnx")[0]
+            check_onnx_fits(onnx_path, loaded.env)
             steps = max(1, int(round(args.seconds / loaded.env.dt)))
             c_runs, mjx = compare(loaded, onnx_path, commands, steps, record=args.video is not None)
     except (LoadError, UsageError, ValueError) as e:
         print(f"Error: {e}", file=sys.stderr)
         return 2
     print(f"Sim-to-sim of {loaded.run_dir} step {loaded.step}: ONNX policy in MuJoCo C vs the JAX policy in MJX, "
-          f"{args.seconds:g} s per command, no randomisation/pushes/noise")
+          f"{args.seconds:g} s per command from the home keyframe at rest, no randomisation/pushes/noise")
     print(format_comparison(c_runs, mjx, loaded.env.dt))
     if args.video is not None:
         from wildrobot.render import NoRenderer
 
         try:
-            print(f"Video: {render_mujoco_video(c_runs, evaluation_env(loaded, backend='mjx'), args.video, args.seconds)}")
+            print(f"Video: {render_mujoco_video(c_runs, comparison_env(loaded), args.video, args.seconds)}")
         except NoRenderer as e:
             print(f"Video: skipped: {e}")
     return 0

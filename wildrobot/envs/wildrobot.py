@@ -317,10 +317,22 @@ class WildRobotEnv(Env):
         return state.info["command"]
 
     def set_command(self, state: State, command: jax.Array) -> State:
-        """Fix the command for the rest of the episode (no resampling) and update the obs."""
+        """Fix the command for the rest of the episode (no resampling) and update the obs.
+
+        With ``obs.history``: at an episode's first step (``info["step"]`` 0) the older frames are
+        copies of the first frame, as a reset makes them, so they show the fixed command too; later
+        the current frame takes it and the older ones keep the command the policy saw then."""
         command = jnp.asarray(command, jnp.float32)
         info = dict(state.info, command=command, command_fixed=jnp.ones((), jnp.float32))
         obs = {k: state.obs[k].at[view.slice("command")].set(command) for k, view in self.observation.items()}
+        if self.cfg.obs.history:
+            actor = self.observation["actor"]
+            frame = obs["actor"][: actor.frame_size]
+            first = jnp.tile(frame[None], (self.cfg.obs.history, 1))
+            fresh = info["step"] == 0
+            # obs_history holds the current frame and the older ones but the last (the next step's older frames)
+            info["obs_history"] = jnp.where(fresh, first, info["obs_history"].at[0].set(frame))
+            obs["actor"] = jnp.where(fresh, actor.stacked(frame, first), obs["actor"])
         return state.replace(info=info, obs=obs)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -469,7 +481,21 @@ class WildRobotEnv(Env):
                 "joint_names": list(d.joint_names),
             },
             "control": {"physics_timestep": float(self.mj_model.opt.timestep), "substeps": int(self.cfg.sim.substeps)},
-            "observation": {**{k: v if o.gait_phase else None for k, v in clock.items()}, "history": int(o.history)},
+            "observation": {
+                **{k: v if o.gait_phase else None for k, v in clock.items()},
+                "history": int(o.history),
+                "history_start": ("the first observation of an episode has its older frames equal to its current "
+                                  "frame; each later one shifts in the frame before it, newest first")
+                if o.history else None,
+                "gravity": (f"unit gravity direction in the IMU frame (the model's site '{d.imu_site}': x forward, "
+                            "y left, z up on the upright robot), (0, 0, -1) upright: g = R(q)^T (0, 0, -1), with "
+                            "R(q) the rotation from the IMU frame to the world (z up) of the IMU's orientation "
+                            "quaternion q in MuJoCo's (w, x, y, z) order; a BNO085 reports (i, j, k, real) = "
+                            "(x, y, z, w): reorder it first. The gyro block is in the same IMU frame"),
+                "joint_signs": ("joint_pos, joint_vel, home, joint_range and the joint targets are already in the "
+                                "hardware's sign convention (robot.hardware_signs is built into the model's joint "
+                                "axes): do not multiply by hardware_signs again"),
+            },
             "command": {"labels": ["vx", "vy", "yaw_rate"], "units": ["m/s", "m/s", "rad/s"],
                         "vx": list(self.cfg.command.vx), "vy": list(self.cfg.command.vy),
                         "yaw_rate": list(self.cfg.command.yaw_rate)},
@@ -501,38 +527,43 @@ class MujocoObserver:
 
     def __init__(self, env: WildRobotEnv):
         self.env = env
-        self._info = jax.jit(env.reset)(jax.random.key(0)).info  # nominal randomisation parameters
+        info = jax.jit(env.reset)(jax.random.key(0)).info  # nominal randomisation parameters
+        # its older frames are that reset's state, not this simulation's (command, clock, previous action: per call)
+        self._info = {k: v for k, v in info.items() if k != "obs_history"}
         self._observe = jax.jit(self._observe_fn)
         self._advance = jax.jit(env.advance_clock)
         self.reset(jnp.zeros(3))
 
     def reset(self, command) -> None:
+        """A new episode at ``command``: gait clock 0, previous action 0, and the next observation
+        the first (its older frames, with ``obs.history``, copies of its current one)."""
         self.command = jnp.asarray(command, jnp.float32)
         self.clock = jnp.zeros((), jnp.float32)
         self.prev_action = jnp.zeros(self.env.action_size, jnp.float32)
-        self.history = None
+        h = self.env.cfg.obs.history
+        self.history = jnp.zeros((h, self.env.observation["actor"].frame_size), jnp.float32) if h else None
+        self._first = True
 
-    def _observe_fn(self, arrays, info):
+    def _observe_fn(self, arrays, info, history, first):
         q = self.env.quantities(self.env.physics.view(arrays), info)
         frame, _ = self.env.observe(q, info, jax.random.key(0))
-        if self.env.cfg.obs.history and "obs_history" not in info:
-            info = dict(info, obs_history=jnp.tile(frame[None], (self.env.cfg.obs.history, 1)))
-        actor = self.env.observation["actor"].stacked(frame, info.get("obs_history"))
-        history = None
-        if self.env.cfg.obs.history:
-            history = jnp.concatenate([frame[None], info["obs_history"][:-1]], axis=0)
+        if history is not None:
+            # the first observation's older frames are copies of it, as the env's reset makes them
+            history = jnp.where(first, jnp.tile(frame[None], (history.shape[0], 1)), history)
+        actor = self.env.observation["actor"].stacked(frame, history)
+        if history is not None:
+            history = jnp.concatenate([frame[None], history[:-1]], axis=0)
         keep = {k: q[k] for k in ("base_vel_heading", "yaw_rate", "base_height", "torso_up")}
         return actor, history, keep, self.env.fallen(q)
 
     def observe(self, data) -> tuple[np.ndarray, dict, bool]:
-        """(actor observation, {base_vel_heading, yaw_rate, base_height, torso_up}, fallen) of ``data``."""
+        """(actor observation, {base_vel_heading, yaw_rate, base_height, torso_up}, fallen) of
+        ``data``; call once per control step (it keeps the frame history)."""
         arrays = self.env.physics.arrays_of(data)
         info = dict(self._info, clock=self.clock, prev_action=self.prev_action, command=self.command)
-        if self.history is not None:
-            info["obs_history"] = self.history
-        actor, history, q, fallen = self._observe(arrays, info)
-        if history is not None:
-            self.history = history
+        with np.errstate(over="ignore"):  # a blown-up state's huge values become inf in float32
+            actor, self.history, q, fallen = self._observe(arrays, info, self.history, jnp.asarray(self._first))
+        self._first = False
         return np.asarray(actor), {k: np.asarray(v) for k, v in q.items()}, bool(fallen)
 
     def ctrl(self, action) -> np.ndarray:
