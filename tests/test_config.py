@@ -81,39 +81,44 @@ def test_unknown_key_is_rejected_and_allowed_keys_listed(override, key):
 
 
 @pytest.mark.parametrize(
-    "overrides,key,allowed",
+    "overrides,key,shown,allowed",
     [
-        (["trainer.num_envs=0"], "trainer.num_envs", ">= 1"),
-        (["algo.learning_rate=-0.1"], "algo.learning_rate", "> 0"),
-        (["trainer.num_envs=10", "algo.unroll_length=3", "algo.num_minibatches=4"], "algo.num_minibatches", "divisor"),
-        (["trainer.eval_every=15", "trainer.log_every=10"], "trainer.eval_every", "multiple"),
-        (["algo.lr_schedule=cosine"], "algo.lr_schedule", "adaptive_kl"),
-        (["trainer.sized_for=tpu"], "trainer.sized_for", "'gpu'"),
-        (["algo.policy.activation=gelu2"], "algo.policy.activation", "elu"),
-        (["algo.discount=1.5"], "algo.discount", "(0, 1]"),
-        (["env.reward.feet_phase_point=toe"], "env.reward.feet_phase_point", "lowest"),
-        (["env.push.velocity=[0.5, 0.1]"], "env.push.velocity", "low <= high"),
-        (["env.push.grow_to=0.3"], "env.push.grow_to", "high end (0.5)"),
-        (["env.push.grow_to=0.7", "env.push.grow_steps=[2.0, 1.0]"], "env.push.grow_steps", "start < end"),
-        (["algo=ppo_amp", "algo.style_reward_weight=0"], "algo.style_reward_weight", "algo=ppo"),
-        (["algo=ppo_amp", "algo.reference_start_share=1.5"], "algo.reference_start_share", "[0, 1]"),
-        (["algo=ppo_amp", "algo.style_ramp_env_steps=-1"], "algo.style_ramp_env_steps", ">= 0"),
+        (["trainer.num_envs=0"], "trainer.num_envs", "0", ">= 1"),
+        (["algo.learning_rate=-0.1"], "algo.learning_rate", "-0.1", "> 0"),
+        (["trainer.num_envs=10", "algo.unroll_length=3", "algo.num_minibatches=4"], "algo.num_minibatches", "4",
+         "divisor"),
+        (["trainer.eval_every=15", "trainer.log_every=10"], "trainer.eval_every", "15", "multiple"),
+        (["algo.lr_schedule=cosine"], "algo.lr_schedule", "'cosine'", "adaptive_kl"),
+        (["trainer.sized_for=tpu"], "trainer.sized_for", "'tpu'", "'gpu'"),
+        (["algo.policy.activation=gelu2"], "algo.policy.activation", "'gelu2'", "elu"),
+        (["algo.discount=1.5"], "algo.discount", "1.5", "(0, 1]"),
+        (["env.reward.feet_phase_point=toe"], "env.reward.feet_phase_point", "'toe'", "lowest"),
+        (["env.push.velocity=[0.5, 0.1]"], "env.push.velocity", "[0.5, 0.1]", "low <= high"),
+        (["env.push.grow_to=0.3"], "env.push.grow_to", "0.3", "high end (0.5)"),
+        (["env.push.grow_to=0.7", "env.push.grow_steps=[2.0, 1.0]"], "env.push.grow_steps", "[2.0, 1.0]",
+         "start < end"),
+        (["algo=ppo_amp", "algo.style_reward_weight=0"], "algo.style_reward_weight", "0.0", "algo=ppo"),
+        (["algo=ppo_amp", "algo.reference_start_share=1.5"], "algo.reference_start_share", "1.5", "[0, 1]"),
+        (["algo=ppo_amp", "algo.style_ramp_env_steps=-1"], "algo.style_ramp_env_steps", "-1.0", ">= 0"),
         (["algo=ppo_amp", "algo.discriminator.batch_size=4096", "algo.discriminator.replay_size=1000"],
-         "algo.discriminator.replay_size", ">= algo.discriminator.batch_size"),
-        (["algo=ppo_amp", "algo.discriminator.hidden_sizes=[]"], "algo.discriminator.hidden_sizes", "non-empty"),
-        (["algo=ppo_amp", "algo.discriminator.gradient_penalty=-1"], "algo.discriminator.gradient_penalty", ">= 0"),
+         "algo.discriminator.replay_size", "1000", ">= algo.discriminator.batch_size"),
+        (["algo=ppo_amp", "algo.discriminator.hidden_sizes=[]"], "algo.discriminator.hidden_sizes", "[]",
+         "non-empty"),
+        (["algo=ppo_amp", "algo.discriminator.gradient_penalty=-1"], "algo.discriminator.gradient_penalty", "-1.0",
+         ">= 0"),
         (["algo=ppo_amp", "algo.discriminator.updates_per_minibatch=0"], "algo.discriminator.updates_per_minibatch",
-         ">= 1"),
+         "0", ">= 1"),
     ],
 )
-def test_impossible_values_name_key_value_and_what_is_allowed(overrides, key, allowed):
+def test_impossible_values_name_key_value_and_what_is_allowed(overrides, key, shown, allowed):
+    """The message names the key, the value as the typed config holds it (a string quoted, an integer
+    given for a float field as a float) and what is allowed."""
     with pytest.raises(ConfigError) as err:
         typed_config(overrides)
     msg = str(err.value)
-    assert f"'{key}'" in msg and allowed in msg
-    bad = overrides[-1].split("=", 1)[1] if key in overrides[-1] else None
-    if bad is not None:
-        assert bad.strip("-") in msg
+    given = next(o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key)
+    assert given.strip("'") in shown  # the override that sets this key, as written on the command line
+    assert msg.startswith(f"invalid value for '{key}': {shown}. Allowed: ") and allowed in msg
 
 
 def test_unknown_algo_lists_the_available_ones():

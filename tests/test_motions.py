@@ -423,6 +423,18 @@ def test_features_of_a_reference_frame_equal_the_envs_for_the_same_state(backend
 
 
 # -- metrics ----------------------------------------------------------------------------------------
+def _plain_dtw(a, b) -> float:
+    """Textbook DTW: the cheapest monotone path's sum of squared frame differences, as a per-frame RMS
+    (its square root over sqrt(len(a)))."""
+    cost = [[float("inf")] * (len(b) + 1) for _ in range(len(a) + 1)]
+    cost[0][0] = 0.0
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d = sum((float(p) - float(q)) ** 2 for p, q in zip(a[i - 1], b[j - 1]))
+            cost[i][j] = d + min(cost[i - 1][j], cost[i][j - 1], cost[i - 1][j - 1])
+    return (cost[len(a)][len(b)] / len(a)) ** 0.5
+
+
 def test_the_imitation_metrics_give_known_answers():
     t = np.arange(100) / 50.0
     a = np.stack([np.sin(2 * np.pi * t), 0.5 * np.cos(2 * np.pi * t)], -1)  # one cycle per 50 frames
@@ -432,6 +444,16 @@ def test_the_imitation_metrics_give_known_answers():
     scaled_rms, _ = aligned_rms(1.5 * a, a[:50])
     np.testing.assert_allclose(scaled_rms, 0.5 * np.sqrt(np.mean(a ** 2, axis=0)), rtol=1e-6)
     assert dtw_distance(a, a) == 0.0 and frechet_distance(a, a) == 0.0
+    # by hand: a = 0, 1, 3 and b = 0, 2 (one joint, plus one that stays 0). Squared frame distances
+    # d[i][j] = [[0, 4], [1, 1], [9, 1]]; the cheapest monotone path (0,0) (1,0) (2,1) or (0,0) (1,1)
+    # (2,1) sums to 2: sqrt(2) over sqrt(len(a)) = sqrt(3); the other way round over sqrt(2)
+    a3, b2 = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]]), np.array([[0.0, 0.0], [2.0, 0.0]])
+    assert dtw_distance(a3, b2) == pytest.approx(np.sqrt(2.0 / 3.0), rel=1e-12)
+    assert dtw_distance(b2, a3) == pytest.approx(1.0, rel=1e-12)
+    rng = np.random.default_rng(0)
+    for t, s in ((4, 6), (7, 3), (5, 5)):
+        x, y = rng.normal(size=(t, 3)), rng.normal(size=(s, 3))
+        assert dtw_distance(x, y) == pytest.approx(_plain_dtw(x, y), rel=1e-9)
     assert frechet_distance(a, a + np.array([0.3, 0.4])) == pytest.approx(0.5)
     # warping absorbs a time shift that a frame-by-frame comparison does not
     late = np.concatenate([a[:1].repeat(5, 0), a[:-5]])
@@ -506,6 +528,15 @@ def test_the_clip_video_renders(walk, robot, tmp_path):
                                        root_quat=walk.root_quat[:10], joint_vel=None, foot_contact=None),
                           robot, tmp_path / "walk.mp4", loops=1, width=96, height=64)
     assert written.stat().st_size > 1000
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(written)
+    assert len(frames) == 10
+    frame = np.asarray(frames[0])[..., :3].astype(float)
+    assert frame.shape == (64, 96, 3)
+    assert frame.std() > 10  # not one flat colour
+    # the scene (a blue-grey floor and sky) is in colour; a black or grey frame under the grey overlay text is not
+    assert np.mean(frame.max(-1) - frame.min(-1)) > 5
 
 
 def test_eval_compares_a_policys_gait_with_the_reference(wildrobot_run, library, capsys):

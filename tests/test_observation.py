@@ -60,6 +60,55 @@ def test_sizes_layout_command_slice_and_mirror_follow_the_views(env):
     np.testing.assert_array_equal(mirror.action(mirror.action(np.arange(n) + 1.0)), np.arange(n) + 1.0)
 
 
+# The mirror image through the sagittal plane, written out by hand: mirrored[element] = sign * x[source].
+# Joints: left <-> right; hip pitch and roll change sign (their axes mirror onto opposite ones, as the
+# description's mirror pairs say), the waist's yaw flips, the rest keep theirs.
+JOINT_MIRROR = {"left_hip_pitch": ("right_hip_pitch", -1), "left_hip_roll": ("right_hip_roll", -1),
+                "left_knee_pitch": ("right_knee_pitch", 1), "left_ankle_pitch": ("right_ankle_pitch", 1),
+                "left_ankle_roll": ("right_ankle_roll", 1), "waist_yaw": ("waist_yaw", -1)}
+JOINT_MIRROR.update({right: (left, s) for left, (right, s) in JOINT_MIRROR.items()})
+VECTOR_MIRROR = {  # per component: (source component, sign)
+    "gravity": [(0, 1), (1, -1), (2, 1)],  # y flips
+    "gyro": [(0, -1), (1, 1), (2, -1)],  # roll and yaw rates flip
+    "command": [(0, 1), (1, -1), (2, -1)],  # vy and yaw rate flip
+    "gait_phase": [(0, -1), (1, -1)],  # half a period on: the other foot's clock
+}
+
+
+def test_the_mirror_maps_each_observation_element_to_its_mirror_partner(env):
+    """Every element of the actor observation, in the current frame and in each older one, against the
+    hand-written table above; and the action mirror against the same joint map."""
+    names = env.desc.joint_names
+    assert sorted(JOINT_MIRROR) == sorted(names)
+    layout = env.observation_layout
+    history = env.cfg.obs.history
+    frame_blocks = ["gravity", "gyro", "joint_pos", "joint_vel", "prev_action", "command"] + (
+        ["gait_phase"] if env.cfg.obs.gait_phase else [])
+    assert [b["name"] for b in layout] == frame_blocks + [f"{b}[t-{k}]" for k in range(1, history + 1)
+                                                          for b in frame_blocks]
+    expected = {}  # element -> (source element, sign)
+    for block in layout:
+        base, start = block["name"].split("[")[0], block["start"]
+        if base in VECTOR_MIRROR:
+            for k, (src, sign) in enumerate(VECTOR_MIRROR[base]):
+                expected[start + k] = (start + src, sign)
+        else:  # a joint block
+            for k, name in enumerate(names):
+                partner, sign = JOINT_MIRROR[name]
+                expected[start + k] = (start + names.index(partner), sign)
+    assert sorted(expected) == list(range(env.observation_size["actor"]))
+    x = np.arange(env.observation_size["actor"], dtype=np.float32) + 1.0  # every element distinct
+    want = np.array([sign * x[src] for _, (src, sign) in sorted(expected.items())])
+    np.testing.assert_array_equal(np.asarray(env.mirror.actor_obs(x)), want)
+
+    a = np.arange(len(names), dtype=np.float32) + 1.0
+    mirrored = np.asarray(env.mirror.action(a))
+    for i, name in enumerate(names):
+        partner, sign = JOINT_MIRROR[name]
+        assert mirrored[i] == sign * a[names.index(partner)], name
+    assert mirrored[names.index("left_hip_pitch")] == -a[names.index("right_hip_pitch")]
+
+
 def test_set_command_writes_the_command_block_of_every_view(env):
     state = env.set_command(jax.jit(env.reset)(jax.random.key(0)), jnp.array([0.3, -0.1, 0.5]))
     for name, view in env.observation.items():

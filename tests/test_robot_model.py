@@ -202,7 +202,10 @@ def test_plain_mujoco_and_mjx_agree_on_an_open_loop_rollout(model, desc):
         for k, gs in enumerate(phys.foot_geoms):
             if geoms & set(gs):
                 per_foot[k] += f6[0]
-    np.testing.assert_allclose(np.asarray(phys.foot_contact_forces(dx)), per_foot, rtol=0.15, atol=1.5)
+    # both feet carry load (about 7 N and 22 N here); the two engines agree to ~0.01 N, so this
+    # tolerance (0.25 N and 0.55 N) has a 20x margin and still fails a 5 % error in either force
+    assert per_foot.min() > 3.0, per_foot
+    np.testing.assert_allclose(np.asarray(phys.foot_contact_forces(dx)), per_foot, rtol=0.02, atol=0.1)
 
 
 @pytest.mark.parametrize("hip_pitch,hip_roll", [(0.3, -0.3), (0.6, 0.17), (1.0, -0.6)])

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT, TINY_PPO, run_cli
 from wildrobot.sweep import build_report, curve_groups, group_keys, main, table_rows
-from wildrobot.train.logging import TensorBoardLogger
+from wildrobot.train.logging import TensorBoardLogger, read_scalars
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 COMMON = ["env=stub", "trainer.iterations=4"]
@@ -111,7 +111,27 @@ def test_sort_by_a_tracking_error_ascending_and_the_json_holds_the_table(sweep, 
         ("4", "9"), ("1", "6.5"), ("3", "5.5"), ("0", "4.5"), ("2", "3.5")]
 
 
-def test_the_png_draws_jobs_of_one_swept_value_in_one_colour(sweep, tmp_path, capsys):
+def _spy_on_savefig(monkeypatch) -> dict:
+    """What each figure saved afterwards drew, by file name: [(title, [(label, colour, steps, values) of each
+    line], legend labels) of each panel]."""
+    from matplotlib.figure import Figure
+
+    record = {}
+    save = Figure.savefig
+
+    def spy(fig, fname, *args, **kwargs):
+        record[Path(fname).name] = [
+            (ax.get_title(), [(line.get_label(), line.get_color(), [float(x) for x in line.get_xdata()],
+                               [float(y) for y in line.get_ydata()]) for line in ax.get_lines()],
+             [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else [])
+            for ax in fig.axes]
+        return save(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    return record
+
+
+def test_the_png_draws_jobs_of_one_swept_value_in_one_colour(sweep, tmp_path, capsys, monkeypatch):
     report = build_report(sweep)
     keys = group_keys(report.swept)
     assert keys == ["algo.learning_rate"]  # seeds of one setting share a colour
@@ -123,8 +143,16 @@ def test_the_png_draws_jobs_of_one_swept_value_in_one_colour(sweep, tmp_path, ca
         "seed=0 (jobs 0, 2, 4)", "seed=1 (jobs 1, 3)"]
 
     png = tmp_path / "curves.png"
+    drawn = _spy_on_savefig(monkeypatch)
     assert main([str(sweep), "--png", str(png), "--metric", "vx_error"]) == 0
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
+    # one panel, a line per job that logged the metric (jobs 0-3, not 4-6), coloured by learning rate
+    [(title, lines, legend)] = drawn["curves.png"]
+    assert title == f"{sweep.parent.name}/{sweep.name}: eval/tracking/vx_error, 7 jobs"
+    assert [(colour, xs, ys) for _, colour, xs, ys in lines] == [  # (event files hold float32)
+        ("C0" if FINISHED[job][0] == "1e-3" else "C1", [2.0, 4.0], pytest.approx(FINISHED[job][3], rel=1e-6))
+        for job in ("0", "1", "2", "3")]
+    assert legend == ["learning_rate=1e-3 (jobs 0, 1)", "learning_rate=3e-4 (jobs 2, 3)"]
     assert f"Wrote {png} (eval/tracking/vx_error; colours: algo.learning_rate)" in capsys.readouterr().out
 
 
@@ -162,7 +190,11 @@ def test_a_real_sweep_reported_by_the_cli(tmp_path):
     assert "2 jobs (2 finished)" in res.stdout and "swept: algo.learning_rate" in res.stdout
     data = json.loads((tmp_path / "t.json").read_text())
     best = [j["metrics"]["eval/best"] for j in data["jobs"]]
-    assert best == sorted(best, reverse=True) and all(isinstance(b, float) for b in best)
+    assert best == sorted(best, reverse=True)
+    for job in data["jobs"]:  # each job's best evaluation, as its own event files hold it
+        logged = read_scalars(sweep / job["job"] / "tensorboard")
+        assert job["metrics"]["eval/best"] == pytest.approx(max(v for _, v in logged["eval/best"]), rel=1e-6)
+        assert job["metrics"]["eval/best"] == pytest.approx(max(v for _, v in logged["eval/return"]), rel=1e-6)
     assert {j["overrides"]["algo.learning_rate"] for j in data["jobs"]} == {"0.001", "0.0003"}
     assert all(j["iterations"] == 2 and j["metrics"]["perf/steps_per_second"] > 0 for j in data["jobs"])
     assert (sweep / "sweep.png").read_bytes()[:8] == PNG_MAGIC

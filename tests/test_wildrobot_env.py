@@ -47,6 +47,11 @@ def _env(state, i):
     return jax.tree.map(lambda x: x[i], state)
 
 
+def _pushes_off(state):
+    """The states with the random pushes held off."""
+    return state.replace(info=dict(state.info, push_countdown=jnp.full_like(state.info["push_countdown"], 1 << 30)))
+
+
 def _same_start(state):
     """Every env starts from env 0's state (then per-env edits isolate one cause each)."""
     return jax.tree.map(lambda x: jnp.broadcast_to(x[0], x.shape), state)
@@ -94,6 +99,9 @@ def test_a_strong_push_makes_it_fall_and_terminate(env, roll, start):
     final, out = roll.run(roll.hold_pushes(pushed), jnp.zeros((roll.steps, N, env.action_size)))
     assert np.all(out["done_any"])
     assert np.all(out["obs_finite"]) and np.all(out["metrics_finite"])
+    # the episodes ended in a fall (it lies there still), not in a blow-up
+    np.testing.assert_array_equal(np.asarray(final.metrics["fall"]), 1.0)
+    np.testing.assert_array_equal(np.asarray(final.metrics["nonfinite"]), 0.0)
 
 
 def test_random_pushes_kick_on_their_timer(env, roll, start):
@@ -163,24 +171,35 @@ def test_domain_randomisation_changes_each_episode_and_every_item_acts(env, roll
         assert np.abs(q[i] - q[0]).max() > 1e-4, f"randomising {item} changed nothing"
 
 
-def test_commands_resample_on_schedule_unless_fixed(env, roll, start):
-    s = roll.hold_pushes(start)
-    s = env_set_command(env, s, 0, jnp.array([0.3, 0.0, -0.5]))
-    step0 = env._resample_steps - roll.steps // 2  # the resample falls inside the rollout
-    s = s.replace(info=dict(s.info, step=jnp.full_like(s.info["step"], step0)))
-    final, _ = roll.run(s, jnp.zeros((roll.steps, N, env.action_size)))
-    cmd0, cmd = np.asarray(s.info["command"]), np.asarray(final.info["command"])
-    np.testing.assert_allclose(cmd[0], [0.3, 0.0, -0.5])
-    assert np.sum(np.any(cmd[1:] != cmd0[1:], axis=-1)) >= N - 2  # (a new zero command may repeat one)
+def test_commands_resample_on_schedule_unless_fixed(env, wrapped):
+    """Every ``resample_steps`` steps of an episode (not before, not after), and never for a command
+    that ``set_command`` fixed (env 0)."""
+    w, reset, step = wrapped
+    r = env._resample_steps
+    assert r == round(env.cfg.command.resample_interval_s / env.dt) > 2
+    s = _pushes_off(reset(jax.random.split(jax.random.key(5), N)))
+    sentinel = np.array([9.0, 9.0, 9.0], np.float32)  # outside every range: the sampler never draws it
+    fixed = np.array([0.3, 0.0, -0.5], np.float32)
+    command = np.tile(sentinel, (N, 1))
+    command[0] = fixed
+    one = env.set_command(_env(s, 0), jnp.asarray(fixed))
+    info = jax.tree.map(lambda full, x: full.at[0].set(x), s.info, one.info)
+    s = s.replace(info=dict(info, command=jnp.asarray(command), step=jnp.full_like(s.info["step"], r - 2)))
+    zero = jnp.zeros((N, env.action_size))
+    before = step(s, zero)  # episode step r - 1
+    at = step(before, zero)  # step r: resampled
+    after = step(at, zero)  # step r + 1
+    for t, state in ((r - 1, before), (r, at), (r + 1, after)):
+        np.testing.assert_array_equal(np.asarray(state.info["step"]), t)  # no episode ended on the way
+    np.testing.assert_array_equal(np.asarray(before.info["command"]), command)
+    cmd = np.asarray(at.info["command"])
+    np.testing.assert_array_equal(cmd[0], fixed)
+    assert np.all(cmd[1:] != sentinel)
+    np.testing.assert_array_equal(np.asarray(after.info["command"]), cmd)
     lo = np.array([env.cfg.command.vx[0], env.cfg.command.vy[0], env.cfg.command.yaw_rate[0]])
     hi = np.array([env.cfg.command.vx[1], env.cfg.command.vy[1], env.cfg.command.yaw_rate[1]])
     assert np.all((cmd >= lo - 1e-6) & (cmd <= hi + 1e-6))
-
-
-def env_set_command(env, state, i, command):
-    one = env.set_command(_env(state, i), command)
-    np.testing.assert_allclose(np.asarray(one.obs["actor"][env.observation["actor"].slice("command")]), np.asarray(command))
-    return jax.tree.map(lambda full, x: full.at[i].set(x), state, one)
+    assert len({row.tobytes() for row in cmd[1:]}) > 1  # drawn per env
 
 
 def test_quaternion_order_at_the_env_boundary(env, wrapped, start):
@@ -200,14 +219,38 @@ def test_quaternion_order_at_the_env_boundary(env, wrapped, start):
 
 
 def test_reward_is_the_clipped_sum_of_the_logged_terms(env, wrapped):
+    """Env 0 is tipped past the fall limit and env 1 tilted (within it) and thrown upwards, both with a
+    command far from what they do: their penalties outweigh the income. Env 0's reward is then the
+    fall penalty alone (added after the clip), env 1's exactly 0; the others' the plain sum."""
     w, reset, step = wrapped
-    state = reset(jax.random.split(jax.random.key(3), N))
+    p = env.physics
+    state = _pushes_off(reset(jax.random.split(jax.random.key(3), N)))
+
+    def rolled(deg):
+        return jnp.array([np.cos(np.radians(deg) / 2), np.sin(np.radians(deg) / 2), 0.0, 0.0])
+
+    quat = slice(p.root_qpos + 3, p.root_qpos + 7)
+    qpos = state.data.qpos.at[0, quat].set(rolled(80.0)).at[1, quat].set(rolled(40.0))
+    qpos = qpos.at[:2, p.root_qpos + 2].add(0.05)
+    qvel = state.data.qvel.at[1, p.root_dof + 2].set(1.5)
+    command = state.info["command"].at[:2].set(jnp.array([0.8, 0.0, 1.0]))
+    state = state.replace(data=state.data.replace(qpos=qpos, qvel=qvel), info=dict(state.info, command=command))
     out = step(state, jax.random.uniform(jax.random.key(4), (N, env.action_size), minval=-1, maxval=1))
     after = [f"reward/{t}" for t in env.cfg.reward.unclipped_terms]
     assert after == ["reward/termination"] and after[0] in out.metrics
     terms = sum(np.asarray(v) for k, v in out.metrics.items() if k.startswith("reward/") and k not in after)
+    fall, reward = np.asarray(out.metrics["fall"]), np.asarray(out.reward)
+    np.testing.assert_array_equal(fall, [1.0] + [0.0] * (N - 1))
+    np.testing.assert_array_equal(np.asarray(out.metrics["nonfinite"]), 0.0)
+    assert terms[0] < -0.02 and terms[1] < -0.02 and np.all(terms[2:] > 0), terms  # the state is as meant
+    fall_penalty = env.cfg.reward.weights.termination * env.dt  # -1 per fall, per second of control
+    assert fall_penalty < 0
+    np.testing.assert_allclose(np.asarray(out.metrics["reward/termination"]), [fall_penalty] + [0.0] * (N - 1))
+    assert reward[0] == pytest.approx(fall_penalty, rel=1e-6)
+    assert reward[1] == 0.0
+    np.testing.assert_allclose(reward[2:], terms[2:], rtol=1e-5, atol=1e-7)
     expected = np.maximum(terms, 0.0) + sum(np.asarray(out.metrics[k]) for k in after)
-    np.testing.assert_allclose(np.asarray(out.reward), expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(reward, expected, rtol=1e-5, atol=1e-7)
 
 
 def test_the_fall_penalty_counts_after_the_clip_at_zero():
