@@ -2,11 +2,16 @@
 
 import sys
 
-import hydra
-from omegaconf import DictConfig
+from wildrobot.train.signals import EarlyInterrupt
 
-from wildrobot.cli import main as wildrobot_main
-from wildrobot.cli import refuse_renamed_keys, register_configs
+if __name__ == "__main__":
+    EarlyInterrupt.install()  # Ctrl-C from here on is noted, and the run stops before it trains
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from wildrobot.cli import main as wildrobot_main  # noqa: E402
+from wildrobot.cli import refuse_renamed_keys, register_configs  # noqa: E402
 
 register_configs()
 

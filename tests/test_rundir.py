@@ -286,3 +286,59 @@ def test_a_second_ctrl_c_while_waiting_for_the_compiler_does_not_cut_the_wait_sh
         pytest.fail("the second Ctrl-C cut the wait for the compiler short")
     assert compiling.result() == "compiled"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_ctrl_c_noted_before_the_run_began_stops_it_before_anything_is_built(tmp_path, monkeypatch, capsys):
+    """run.py notes Ctrl-C from its first line (EarlyInterrupt): a KeyboardInterrupt raised in the middle
+    of an import or inside JAX's garbage-collection hook (which swallows it: the run trained on) is
+    never raised; the run stops before it builds anything."""
+    from wildrobot.train import runner
+    from wildrobot.train.signals import EarlyInterrupt
+
+    built = []
+    monkeypatch.setattr(runner, "make_env", lambda cfg: built.append(cfg))
+    previous = signal.getsignal(signal.SIGINT)
+    EarlyInterrupt.install()
+    try:
+        signal.raise_signal(signal.SIGINT)
+        assert EarlyInterrupt.signum == signal.SIGINT
+        code = make_trainer(SMOKE + ["trainer.iterations=4"], tmp_path / "run").run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        EarlyInterrupt.take()
+    assert code == 128 + signal.SIGINT and built == []
+    assert "Stopped by SIGINT before training started" in capsys.readouterr().out
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("phase", ["building the env", "compiling"])
+def test_ctrl_c_while_the_run_starts_stops_it_before_it_trains(tmp_path, monkeypatch, phase):
+    """Ctrl-C while the env builds or the first program compiles: the run stops at its next check (the
+    compile is waited for, not cut off), saves nothing and exits 130; it never trains a chunk."""
+    from wildrobot.train import runner
+
+    if phase == "building the env":
+        make_env = runner.make_env
+
+        def building(cfg):
+            signal.raise_signal(signal.SIGINT)
+            return make_env(cfg)
+
+        monkeypatch.setattr(runner, "make_env", building)
+    else:
+        class Compiling(runner.BackgroundCompile):
+            def result(self, interrupted=lambda: False):
+                signal.raise_signal(signal.SIGINT)
+                return super().result(interrupted)
+
+        monkeypatch.setattr(runner, "BackgroundCompile", Compiling)
+    trained = []
+    monkeypatch.setattr(runner.Trainer, "log", lambda self, it, done, metrics: trained.append(it))
+    try:
+        code = make_trainer(SMOKE + ["trainer.iterations=4"], tmp_path / "run").run()
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C while starting escaped the run as a KeyboardInterrupt")
+    assert code == 128 + signal.SIGINT
+    assert trained == [] and not saved_steps(tmp_path / "run" / "checkpoints").get("latest")
+    with RunDirLock(tmp_path / "run"):  # the lock was released
+        pass

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from tqdm import tqdm
 
@@ -34,12 +34,14 @@ class BackgroundCompile:
         finally:
             self._finished.set()
 
-    def result(self) -> Any:
-        # Short waits: between them the main thread runs any signal handler that is due, so Ctrl-C
-        # interrupts this wait even when the kernel handed the signal to another of the process's
-        # threads (XLA's, the compile thread) and the blocked wait itself was never interrupted.
+    def result(self, interrupted: Callable[[], bool] = lambda: False) -> Any:
+        """The compiled program; KeyboardInterrupt as soon as ``interrupted()`` (a Ctrl-C noted by the
+        run's handler) says so, the compiler still running (``finish`` waits for it)."""
+        # Short waits: between them the main thread runs any signal handler that is due, even when
+        # the kernel handed the signal to another of the process's threads (XLA's, the compile thread).
         while not self._finished.wait(0.1):
-            pass
+            if interrupted():
+                raise KeyboardInterrupt
         if "error" in self._done:
             raise self._done["error"]
         return self._done["compiled"]

@@ -39,6 +39,10 @@ from wildrobot.train.sharding import device_count, placement
 from wildrobot.train.signals import StopRequest
 
 
+class StartInterrupted(Exception):
+    """Ctrl-C while the run was starting (``Trainer._check_start``)."""
+
+
 class Trainer:
     """Shared by every trainer: env, seeded RNG, chunked jitted loop, cadence, logging, resume."""
 
@@ -57,6 +61,7 @@ class Trainer:
         # checked), before it compiles: the CLI records Hydra's .hydra/ there then, not before, so a
         # refused start leaves the record of the run already in that directory as it was.
         self.on_started: Callable[[], None] = lambda: None
+        self.stop_request: Optional[StopRequest] = None  # run()'s, while it runs
 
     # -- what a trainer provides ---------------------------------------------------------------
     def make_algorithm(self, env: Env) -> Algorithm:
@@ -69,13 +74,22 @@ class Trainer:
     def run(self) -> int:
         started = self.clock()
         t = self.cfg.trainer
-        # SIGTERM and the preemption signal are taken from the start: one that lands while the env
-        # builds, the checkpoint restores or the program compiles (minutes on a cold cache) is acted on
-        # at the first chunk boundary, as later. Ctrl-C until then stops at once (nothing to save yet).
-        with StopRequest(sigint=False) as stop:
-            carry = self.start()
+        # The stop signals are taken from the start. SIGTERM and the preemption signal that land while
+        # the env builds, the checkpoint restores or the program compiles (minutes on a cold cache) are
+        # acted on at the first chunk boundary, as later; a Ctrl-C then (or one noted since run.py
+        # began, ``EarlyInterrupt``) stops the run at its next check, before it trains: nothing to save.
+        with StopRequest() as stop:
+            stop.starting = True
+            self.stop_request = stop
+            try:
+                self._check_start()
+                carry = self.start()
+            except StartInterrupted:
+                self.say("Stopped by SIGINT before training started (nothing trained yet, nothing to save)")
+                return 128 + signal.SIGINT
             if carry is None:  # Ctrl-C while compiling
                 return 128 + signal.SIGINT
+            stop.starting = False
             it, metrics = self.start_iteration, {}
             chunks = None
 
@@ -85,7 +99,6 @@ class Trainer:
 
             try:
                 chunks = ChunkRunner(self.chunk_fn, self.clock)
-                stop.watch_sigint()
                 next_chunk(carry, it)
                 while chunks.pending:
                     done = chunks.wait()
@@ -168,11 +181,18 @@ class Trainer:
             self.lock.release()
             raise
 
+    def _check_start(self) -> None:
+        """Between the phases of starting: stop here when Ctrl-C came meanwhile (``run`` says so)."""
+        if self.stop_request is not None and self.stop_request.interrupted:
+            raise StartInterrupted
+
     def _start(self, location: Optional[RunLocation]) -> Optional[Any]:
         cfg, t = self.cfg, self.cfg.trainer
         self.env = make_env(cfg.env)
         devices = device_count(cfg, self.env.physics_backend)  # a ConfigError before anything compiles
+        self._check_start()
         self.algo = self.make_algorithm(self.env)
+        self._check_start()
         self.meta = self.run_metadata(self.algo, self.env.physics_backend)
         key = jax.random.key(cfg.seed)
         abstract = jax.eval_shape(self.algo.init, key)
@@ -186,6 +206,7 @@ class Trainer:
                 carry, self.start_iteration = restore_for_resume(self.ckpt, location, abstract, cfg,
                                                                  self.env.physics_backend)
                 carry = self.placement.place(carry)
+                self._check_start()
                 self._branch_from(self.start_iteration)
                 own = "its own checkpoint: a requeued job, or a rerun in the same directory; " if location.own else ""
                 self.say(f"Resuming {location.run_dir} from iteration {self.start_iteration} "
@@ -201,6 +222,8 @@ class Trainer:
                 self.chunk_fn = chunk  # compiled by its first call
             else:
                 carry, self.chunk_fn = self._init_and_compile(chunk, key, abstract)
+            if carry is not None:
+                self._check_start()  # a Ctrl-C as the compile finished: still before training
         except BaseException:
             self.ckpt.close()
             raise
@@ -240,7 +263,8 @@ class Trainer:
             with ElapsedLine("compiling", enabled=self.cfg.trainer.progress and self.is_main_process):
                 carry = self.placement.jit_init(self.algo.init)(key)
                 release_freed_memory()
-                compiled = compiling.result()
+                compiled = compiling.result(interrupted=lambda: self.stop_request is not None
+                                            and self.stop_request.interrupted)
         except KeyboardInterrupt:
             self.say("Stopped by SIGINT while compiling (nothing trained yet, nothing to save); "
                      "exiting when the compiler returns ...")

@@ -21,6 +21,39 @@ def preemption_signal() -> signal.Signals:
     return getattr(signal.Signals, name if name.startswith("SIG") else "SIG" + name, signal.SIGUSR2)
 
 
+class EarlyInterrupt:
+    """Ctrl-C from the first line of ``run.py`` until a run's ``StopRequest`` takes over: noted, not
+    raised. A KeyboardInterrupt raised at an arbitrary point there can land in a callback that
+    swallows it (JAX's garbage-collection hook: the run would then train on) or halfway through an
+    import (a long traceback); the run instead stops at its next check, before anything trains
+    (``Trainer.run``). A second Ctrl-C, a second or more after the first, aborts at once."""
+
+    signum: Optional[int] = None
+    first = 0.0
+
+    @classmethod
+    def install(cls) -> None:
+        signal.signal(signal.SIGINT, cls.handle)
+
+    @classmethod
+    def handle(cls, signum: int, frame: Any = None) -> None:
+        now = time.monotonic()
+        if cls.signum is not None:
+            if now - cls.first >= StopRequest.SAME_SIGNAL_S:
+                raise KeyboardInterrupt
+            return
+        cls.signum, cls.first = signum, now
+        print("\nSIGINT received: stopping before training starts (nothing trained yet, nothing to save)",
+              file=sys.stderr, flush=True)
+
+    @classmethod
+    def take(cls) -> tuple[Optional[int], float]:
+        """(signal, when) of a Ctrl-C not yet acted on, which is now the caller's to act on."""
+        taken = (cls.signum, cls.first)
+        cls.signum = None
+        return taken
+
+
 class StopRequest:
     """Ctrl-C / SIGTERM / the preemption signal set a flag; the loop saves a checkpoint at the next
     chunk boundary and exits. After the preemption signal (``preemption_signal``: SLURM's warning
@@ -42,9 +75,11 @@ class StopRequest:
     # or a preemption's GraceTime) before exiting by ourselves.
     LINGER_S = 600.0
 
-    def __init__(self, clock=time.monotonic, requeue=None, linger=None, sigint: bool = True):
-        self._sigint = sigint  # False: Ctrl-C keeps Python's handler until ``watch_sigint``
+    def __init__(self, clock=time.monotonic, requeue=None, linger=None):
         self.signum: Optional[int] = None
+        # while True (``Trainer.run``: until the training loop starts) a Ctrl-C stops the run before
+        # it trains, at its next check (``interrupted``), rather than at a chunk boundary
+        self.starting = False
         self.preempted = False  # the preemption signal arrived (also after another stop signal)
         self._preempt = preemption_signal()
         self._clock = clock
@@ -67,22 +102,21 @@ class StopRequest:
         return 128 + self.signum if self.signum is not None else 0
 
     def __enter__(self) -> "StopRequest":
-        sigs = (signal.SIGINT, signal.SIGTERM, self._preempt) if self._sigint else (signal.SIGTERM, self._preempt)
-        for sig in dict.fromkeys(sigs):  # the preemption one may be either
-            self._install(sig)
+        for sig in dict.fromkeys((signal.SIGINT, signal.SIGTERM, self._preempt)):  # the preemption one may be either
+            try:
+                self._previous[sig] = signal.signal(sig, self.handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        if signal.SIGINT in self._previous:  # ours now: a Ctrl-C noted before (``EarlyInterrupt``) is ours to act on
+            signum, first = EarlyInterrupt.take()
+            if signum is not None and self.signum is None:
+                self.signum, self._first = signum, first
         return self
 
-    def watch_sigint(self) -> None:
-        """Take Ctrl-C too (a request made with ``sigint=False``: until the training loop starts,
-        Ctrl-C interrupts at once, as while a new run compiles: there is nothing to save yet)."""
-        if signal.SIGINT not in self._previous:
-            self._install(signal.SIGINT)
-
-    def _install(self, sig: int) -> None:
-        try:
-            self._previous[sig] = signal.signal(sig, self.handle)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
+    @property
+    def interrupted(self) -> bool:
+        """Ctrl-C came while the run was starting: it stops before it trains."""
+        return self.starting and self.signum == signal.SIGINT
 
     def withdraw(self) -> None:
         """Forget the signal: it came when the run had finished anyway (its last chunk was running)."""
@@ -96,9 +130,13 @@ class StopRequest:
                 raise KeyboardInterrupt
             return
         self.signum, self._first = signum, self._clock()
+        if self.interrupted:
+            tqdm.write("\nSIGINT received: stopping before training starts (nothing trained yet, nothing to save)",
+                       file=sys.stderr)
+            return
         then = "and requeueing the job" if self.requeues else "(Ctrl-C again to abort without saving)"
-        tqdm.write(f"\n{signal.Signals(signum).name} received: saving a checkpoint when the chunk now running ends "
-                   f"{then}", file=sys.stderr)
+        when = "at the first chunk boundary" if self.starting else "when the chunk now running ends"
+        tqdm.write(f"\n{signal.Signals(signum).name} received: saving a checkpoint {when} {then}", file=sys.stderr)
 
     @property
     def requeues(self) -> bool:
