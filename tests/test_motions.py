@@ -493,10 +493,20 @@ def test_a_community_json_clip_converts_to_the_same_motion(walk, tmp_path, flavo
     np.testing.assert_allclose(back.joint_pos, walk.joint_pos, atol=1e-12)
     np.testing.assert_allclose(back.root_quat, walk.root_quat, atol=1e-12)
     assert back.loop and back.fps == pytest.approx(walk.fps)
+    assert "Note:" not in res.stdout
+    before = (tmp_path / "out.npz").read_bytes()
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "exists: pass --force" in again.stderr
+    wrong_args = args[:6] + ["wxyz"] + args[7:] + ["--force"]
+    wrong = subprocess.run(wrong_args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     if flavour == "open_duck":  # it names the command: a wrong order shows as walking backwards
         np.testing.assert_array_equal(back.foot_contact, walk.foot_contact)
-        wrong = subprocess.run(args[:6] + ["wxyz"] + args[7:], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert wrong.returncode == 2 and "set quat_order to 'xyzw'" in wrong.stderr
+        assert (tmp_path / "out.npz").read_bytes() == before  # the refused clip replaced nothing
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # nor left a trial file
+    else:  # no command to hold it against: it converts, with a note that the order looks misread
+        assert wrong.returncode == 0, wrong.stdout + wrong.stderr
+        assert "read in the other order it walks forwards" in wrong.stdout and "--quat-order xyzw" in wrong.stdout
 
 
 def test_check_and_show_from_the_command_line(library, walk, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -67,7 +68,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 # -- check -----------------------------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace) -> int:
     from wildrobot.motions.checks import check_clip
-    from wildrobot.motions.loader import load_clip
+    from wildrobot.motions.loader import load_clip, quaternion_order_note
     from wildrobot.motions.model import RobotModel
 
     desc = _robot(args.robot)
@@ -80,6 +81,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         failed += not report.passed
         print(f"== {path.name} ({clip.num_frames} frames at {clip.fps:g} fps, weight {weight:g}): "
               f"{'PASS' if report.passed else 'FAIL'}")
+        note = quaternion_order_note(clip)
+        if note:
+            print(f"  Note: {note}")
         for c in report.checks:
             print(f"  {'ok  ' if c.passed else 'FAIL'} {c.name}: {c.value}" + (f"  ({c.detail})" if not c.passed else ""))
         d = report.descriptors
@@ -118,14 +122,24 @@ def cmd_show(args: argparse.Namespace) -> int:
 # -- convert ---------------------------------------------------------------------------------------
 def cmd_convert(args: argparse.Namespace) -> int:
     from wildrobot.motions.convert import convert_json
-    from wildrobot.motions.loader import load_clip
+    from wildrobot.motions.loader import load_clip, quaternion_order_note
 
     clip = convert_json(args.file, args.quat_order, args.joints.split(",") if args.joints else None, args.fps)
     out = Path(args.out) if args.out else Path(args.file).with_suffix(".npz")
-    save_clip(out, clip)
+    out = out if out.suffix == ".npz" else out.with_suffix(".npz")
+    if out.exists() and not args.force:
+        raise MotionError(f"{out} exists: pass --force to replace it, or --out another file")
+    # checked before it takes the output's place: a clip the robot cannot load never replaces anything
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".converting-") as tmp:
+        trial = save_clip(Path(tmp) / out.name, clip)
+        load_clip(trial, _robot(args.robot), ignore_extra_joints=args.ignore_extra_joints)  # refuses with the reason
+        trial.replace(out)
     print(f"Wrote {out} ({clip.num_frames} frames at {clip.fps:g} fps, {len(clip.joint_names)} joints)")
-    load_clip(out, _robot(args.robot), ignore_extra_joints=args.ignore_extra_joints)  # refuses with the reason
     print("It loads for the robot: joints mapped by name, quaternions upright, ranges and velocities consistent")
+    note = quaternion_order_note(clip)
+    if note:
+        print(f"Note: {note}")
     return 0
 
 
@@ -165,6 +179,7 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("--joints", default=None, help="joint names in the file's order (default: the file's 'Joints')")
     v.add_argument("--fps", type=float, default=None, help="frame rate (default: the file's FPS or FrameDuration)")
     v.add_argument("--out", default=None, help="output .npz (default: next to the file)")
+    v.add_argument("--force", action="store_true", help="replace the output file if it exists")
     v.add_argument("--ignore-extra-joints", action="store_true")
     v.set_defaults(run=cmd_convert)
     return p

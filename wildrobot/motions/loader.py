@@ -91,6 +91,28 @@ def check_quaternions(clip: Clip) -> Clip:
     return clip.replace(root_quat=quat)
 
 
+def quaternion_order_note(clip: Clip) -> str | None:
+    """For a clip without a command (which ``check_quaternions`` cannot hold its motion against): a
+    note when, under its quaternion order, the robot moves backwards along its own heading while
+    read in the other order it walks forwards: the sign of a (half-turn) misread order, or a clip
+    that really walks backwards. None otherwise."""
+    if clip.command is not None:
+        return None
+    quat = clip.root_quat / np.linalg.norm(clip.root_quat, axis=-1, keepdims=True)  # (w, x, y, z) as read
+    # the source's numbers read in the other order, as (w, x, y, z) (as in check_quaternions)
+    other_order = "xyzw" if clip.quat_order == "wxyz" else "wxyz"
+    other = quat[:, [3, 0, 1, 2]] if clip.quat_order == "wxyz" else quat[:, [1, 2, 3, 0]]
+    if _up(other).mean() < UPRIGHT:
+        return None
+    mine, theirs = (_forward_speed(q, clip.root_pos, clip.fps) for q in (quat, other))
+    if mine < -0.05 and theirs > 0.05:
+        return (f"{clip.name}: the robot moves backwards along its own heading ({mine:+.2f} m/s) under the quaternion "
+                f"order it was read with ({clip.quat_order}); read in the other order it walks forwards "
+                f"({theirs:+.2f} m/s). Unless the clip walks backwards, its file stores {other_order}: convert it "
+                f"again with --quat-order {other_order} (a misread order turns the body half round, so its feet slide).")
+    return None
+
+
 def check_ranges(clip: Clip, desc: RobotDescription, tolerance: float = RANGE_TOLERANCE) -> None:
     lo, hi = np.asarray(desc.joint_range).T
     beyond = np.maximum(clip.joint_pos - hi, lo - clip.joint_pos)
