@@ -350,3 +350,14 @@ def test_a_resume_that_changes_the_budget_of_a_linear_schedule_says_how_its_rate
         assert resumed.run() == 0
     assert "linear learning-rate schedule" in caplog.text
     assert "started with as 2 and is now 8: from iteration 2 its rate is 0.00075 (it was going to be 0)" in caplog.text
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_train(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert make_trainer(SMOKE + ["trainer.iterations=2"], run).run() == 0
+    capsys.readouterr()
+    again = make_trainer(SMOKE + ["trainer.iterations=2", f"trainer.resume={run}"], tmp_path / "hydra")
+    assert again.run() == 0 and again.chunk_iterations == []
+    out = capsys.readouterr().out
+    assert "Nothing to train: the run is at iteration 2 and trainer.iterations=2" in out
+    assert "Compiling" not in out

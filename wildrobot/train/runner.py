@@ -216,7 +216,11 @@ class Trainer:
             self.say(budget_line(cfg, self.algo, self.start_iteration, self.env.physics_backend, self.out_dir))
             for note in getattr(self.algo, "notes", ()):
                 self.say(note)
-            self.say("Compiling the training program ...")
+            if self.start_iteration >= t.iterations:
+                self.say(f"Nothing to train: the run is at iteration {self.start_iteration} and trainer.iterations="
+                         f"{t.iterations}. Raise trainer.iterations to train it longer.")
+            else:
+                self.say("Compiling the training program ...")
             chunk = self.placement.jit_chunk(make_chunk(self.algo, t.log_every, on_trace=self._traced))
             if location:
                 self.chunk_fn = chunk  # compiled by its first call
