@@ -52,7 +52,11 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
     "override,expected",
     [("trainer.num_envs=0", "trainer.num_envs"), ("+trainer.anything=1", "trainer.anything"),
      ("algo.learning_rate=-1", "algo.learning_rate"), ("env=wildrobot env.sim.backend=warp", "env.sim.backend"),
-     ("algo.style_ramp_iterations=500", "is now algo.style_ramp_env_steps")],  # a key renamed since
+     ("algo.style_ramp_iterations=500", "is now algo.style_ramp_env_steps"),  # a key renamed since
+     ("trainer.num_env=8", "unknown config key 'trainer.num_env'. Did you mean trainer.num_envs?"),  # a typo
+     ("env.push.velocty=1", "Did you mean env.push.velocity? Keys under 'env.push': enabled,"),
+     ("sed=3", "unknown config key 'sed'. Did you mean seed?"),
+     ("algo=ppoo", "there is no algo option 'ppoo'. Did you mean algo=ppo? Options: jax_smoke, ppo, ppo_amp.")],
 )
 def test_bad_override_exits_2_with_a_message_before_compiling(tmp_path, override, expected):
     res = run_cli(["algo=jax_smoke", "env=stub", *override.split()], cwd=tmp_path)

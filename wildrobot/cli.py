@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -60,9 +61,87 @@ def renamed_key_error(overrides: list[str]) -> str | None:
     return None
 
 
+GROUPS = ("env", "algo", "trainer", "algo_env", "experiment")  # conf/ folders: group=option overrides
+
+
+def _known_paths(schema: type) -> tuple[set[str], set[str]]:
+    """(every key path of a dataclass schema, the paths under which any key goes: dict or Any fields)."""
+    import dataclasses
+    import typing
+
+    keys, open_ = set(), set()
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        keys.add(f.name)
+        t = hints.get(f.name)
+        if isinstance(t, type) and dataclasses.is_dataclass(t):
+            sub, sub_open = _known_paths(t)
+            keys |= {f"{f.name}.{k}" for k in sub}
+            open_ |= {f"{f.name}.{k}" for k in sub_open}
+        elif t is Any or typing.get_origin(t) is dict or t is dict:
+            open_.add(f.name)
+    return keys, open_
+
+
+def unknown_key_error(overrides: list[str]) -> str | None:
+    """The message for the first override of a key that no schema has (``trainer.num_env=8``), with
+    the nearest keys; Hydra itself would only say it is not in the struct and suggest adding it with
+    '+', which the typed config then refuses. Keys of every env and algorithm option count, so an
+    override is checked before the groups are composed; None when every key is known."""
+    import difflib
+
+    schemas = {"env": list(env_schemas().values()), "algo": list(ALGO_SCHEMAS.values()), "trainer": [TrainerConfig]}
+    root = {f.name for f in __import__("dataclasses").fields(Config)} | set(GROUPS)
+    for arg in overrides:
+        if arg.startswith("-") or "=" not in arg or arg[:1] in "+~":
+            continue
+        key = arg.split("=", 1)[0]
+        if "/" in key or key.startswith("hydra") or "@" in key:
+            continue
+        group, _, rest = key.partition(".")
+        if key in GROUPS:
+            value = arg.split("=", 1)[1]
+            options = sorted({p.stem for p in (CONF_DIR / key).glob("*.yaml")}
+                             | (set(env_schemas()) if key == "env" else set()))
+            if "(" in value or "$" in value or value in ("null", ""):
+                continue  # a sweep function, an interpolation, or no option
+            for option in value.split(","):
+                if option not in options:
+                    near = difflib.get_close_matches(option, options, n=1)
+                    return (f"{key}={option}: there is no {key} option '{option}'."
+                            + (f" Did you mean {key}={near[0]}?" if near else "")
+                            + f" Options: {', '.join(options)}.")
+            continue
+        if not rest:
+            if key in root:
+                continue
+            near = difflib.get_close_matches(key, sorted(root), n=2)
+            return (f"unknown config key '{key}'." + (f" Did you mean {' or '.join(near)}?" if near else "")
+                    + f" Top-level keys: {', '.join(sorted(root))}.")
+        if group not in schemas:
+            continue  # a key under another top-level node: the typed config checks it after composing
+        known, open_ = set(), set()
+        for schema in schemas[group]:
+            k, o = _known_paths(schema)
+            known |= k
+            open_ |= o
+        if rest in known or any(rest.startswith(o + ".") for o in open_):
+            continue
+        parent = rest.rpartition(".")[0]
+        siblings = sorted(k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == parent)
+        near = difflib.get_close_matches(rest, sorted(known), n=2)
+        where = f"{group}.{parent}" if parent else group
+        return (f"unknown config key '{key}'." + (f" Did you mean {' or '.join(f'{group}.{n}' for n in near)}?"
+                                                  if near else "")
+                + (f" Keys under '{where}': {', '.join(siblings)}." if siblings else "")
+                + " (docs/configuration.md lists every key.)")
+    return None
+
+
 def refuse_renamed_keys(argv: list[str]) -> None:
-    """``run.py``'s check of its command line before Hydra composes it: exit 2 with the new name."""
-    message = renamed_key_error(argv)
+    """``run.py``'s check of its command line before Hydra composes it: exit 2 with the new name of a
+    renamed key, or the nearest keys to an unknown one."""
+    message = renamed_key_error(argv) or unknown_key_error(argv)
     if message:
         print(f"Config error: {message}", file=sys.stderr)
         sys.exit(2)
