@@ -276,3 +276,45 @@ def test_best_and_latest_checkpoints_are_kept(learned_stub):
     _, run_dir, _ = learned_stub
     assert sorted(int(p.name) for p in (run_dir / "checkpoints/latest").iterdir() if p.name.isdigit()) == [20, 40]
     assert len([p for p in (run_dir / "checkpoints/best").iterdir() if p.name.isdigit()]) == 1
+
+
+def test_the_update_hands_gae_the_rollouts_falls_ends_and_pre_reset_values(monkeypatch):
+    """GAE is tested against a plain loop (tests/test_gae.py); this checks what the update gives it: the
+    rewards, the value of each observation, the value of each step's pre-reset next observation
+    (``final_obs``, not the next step's observation, which after an episode's end is a new episode's),
+    the falls as terminations and every episode end as ``done`` (swapped, a time limit would cut the
+    bootstrap and a fall would not)."""
+    from pathlib import Path
+
+    from conftest import TINY_PPO, typed_config
+    from wildrobot.algos import ppo as ppo_module
+    from wildrobot.dispatch import trainer_class
+    from wildrobot.envs.factory import make_env
+
+    cfg = typed_config(TINY_PPO + ["env.episode_length=5", "algo.num_epochs=1", "algo.num_minibatches=1"])
+    trainer = trainer_class(cfg)(cfg, Path("unused"))
+    algo = trainer.make_algorithm(make_env(cfg.env))
+    state = algo.init(jax.random.key(0))
+    _, traj, _ = algo.rollout(state, jax.random.key(1))
+    # falls on a pattern of their own, unlike the episode ends (time limits every 5 steps, and the falls)
+    fall = (jnp.arange(traj["done"].size).reshape(traj["done"].shape) % 7 == 3).astype(jnp.float32)
+    traj = dict(traj, termination=fall, done=jnp.maximum(traj["done"], fall))
+    assert float(traj["done"].sum()) > float(fall.sum()) > 0
+
+    seen = {}
+    real = ppo_module.compute_gae
+
+    def recording(rewards, values, next_values, termination, done, *rest):
+        seen.update(rewards=rewards, values=values, next_values=next_values, termination=termination, done=done)
+        return real(rewards, values, next_values, termination, done, *rest)
+
+    monkeypatch.setattr(ppo_module, "compute_gae", recording)
+    algo.update(state, traj, jax.random.key(2))  # op by op: what GAE is handed arrives as arrays
+    value = lambda obs: algo.apply_value(state.params["value"], algo._normalized(state.obs_stats, obs)["critic"])  # noqa: E731
+    np.testing.assert_array_equal(seen["termination"], traj["termination"])
+    np.testing.assert_array_equal(seen["done"], traj["done"])
+    np.testing.assert_array_equal(seen["rewards"], traj["reward"])
+    np.testing.assert_allclose(seen["values"], value(traj["obs"]), rtol=1e-6)
+    np.testing.assert_allclose(seen["next_values"], value(traj["final_obs"]), rtol=1e-6)
+    after_end = np.asarray(traj["done"][:-1]) > 0  # there the next step's observation is a new episode's
+    assert not np.allclose(np.asarray(seen["next_values"])[:-1][after_end], np.asarray(value(traj["obs"]))[1:][after_end])
