@@ -128,3 +128,16 @@ def test_unknown_algo_lists_the_available_ones():
     assert "algo/sac" in msg
     for name in ("jax_smoke", "ppo", "ppo_amp"):
         assert name in msg
+
+
+def test_a_stored_config_with_a_key_this_version_lacks_names_it_and_the_way_out():
+    """A run written by a newer version (a key added since) is read by evaluation, export and resume:
+    a clear error rather than OmegaConf's bare 'Key ... not in ...'."""
+    import dataclasses
+
+    from wildrobot.config import config_from_dict
+
+    stored = dataclasses.asdict(typed_config(["env=stub", "algo=ppo"]))
+    stored["env"]["future_key"] = 1
+    with pytest.raises(ConfigError, match=r"does not know \(env\.future_key\): the run was written by another version"):
+        config_from_dict(stored)

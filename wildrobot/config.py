@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError
 
 from wildrobot.algos.amp_config import PPOAMPConfig
 from wildrobot.algos.ppo_config import PPOConfig
@@ -104,9 +105,16 @@ def config_from_dict(d: dict) -> Config:
         if name not in schemas:
             raise ConfigError(f"the stored config's {group} '{name}' is not one this version knows "
                               f"({', '.join(schemas)})")
-    env = OmegaConf.merge(OmegaConf.structured(env_schemas()[d["env"]["name"]]), d["env"])
-    algo = OmegaConf.merge(OmegaConf.structured(ALGO_SCHEMAS[d["algo"]["name"]]), d["algo"])
-    trainer = OmegaConf.merge(OmegaConf.structured(TrainerConfig), d["trainer"])
+    merged = {}
+    for group, schema in (("env", env_schemas()[d["env"]["name"]]), ("algo", ALGO_SCHEMAS[d["algo"]["name"]]),
+                          ("trainer", TrainerConfig)):
+        try:
+            merged[group] = OmegaConf.merge(OmegaConf.structured(schema), d[group])
+        except ConfigKeyError as e:  # a key this version does not have: a run of another (newer) version
+            raise ConfigError(f"the stored config has a key this version of wildrobot does not know "
+                              f"({group}.{e.full_key}): the run was written by another version; evaluate, export "
+                              f"or resume it with that version") from None
+    env, algo, trainer = merged["env"], merged["algo"], merged["trainer"]
     cfg = Config(env=OmegaConf.to_object(env), algo=OmegaConf.to_object(algo),
                  trainer=OmegaConf.to_object(trainer), seed=d["seed"])
     validate(cfg)
