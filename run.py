@@ -4,8 +4,10 @@ import sys
 
 from wildrobot.train.signals import EarlyInterrupt
 
-if __name__ == "__main__":
-    EarlyInterrupt.install()  # Ctrl-C from here on is noted, and the run stops before it trains
+# Ctrl-C from here on is noted, and the run stops before it trains; not in the process that launches a
+# sweep (its jobs take their own) or completes a shell command line
+if __name__ == "__main__" and not {"-m", "--multirun", "-sc", "--shell-completion"} & set(sys.argv[1:]):
+    EarlyInterrupt.install()
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import (RESUME_CADENCE, TINY_PPO, assert_resume_was_exact, assert_trees_equal,
                       interrupted_and_uninterrupted, make_trainer, restore_latest)
-from wildrobot.train.checkpoint import Checkpointer, CheckpointError
+from wildrobot.train.checkpoint import Checkpointer, CheckpointError, saved_steps
 from wildrobot.train.logging import read_scalars
 
 
@@ -167,14 +167,15 @@ def test_a_resume_from_an_older_checkpoint_branches_there_and_sets_the_newer_one
     w, meta, step = _w(run, resumed)
     assert step == 4 and meta["config"]["algo"]["learning_rate"] == pytest.approx(1e-2)
     assert w == pytest.approx(-2e-5 - 2e-4, rel=1e-4)  # 2 iterations at 1e-3, then 2 at 1e-2 (gradient 0.01)
-    aside = list((run / "checkpoints" / "superseded").glob("*/latest/4"))
+    aside = list((run / "checkpoints" / "superseded").glob("*/checkpoints/latest/4"))
     assert len(aside) == 1
-    old = Checkpointer(aside[0].parent.parent, keep=100)  # the old branch's step 4, intact
-    try:
-        state, _, _ = old.restore_newest(jax.eval_shape(resumed.make_algorithm(None).init, jax.random.key(0)))
-    finally:
-        old.close()
-    np.testing.assert_allclose(np.asarray(state["params"]["w"]), -4e-5, rtol=1e-4)
+    # the old branch's step 4, intact, and named as any checkpoint is (as eval, export and resume read it)
+    from wildrobot.train.resume import resolve_resume
+
+    where = resolve_resume(str(aside[0]), tmp_path, tmp_path / "elsewhere")
+    assert (where.run_dir, where.step) == (aside[0].parents[2], 4)
+    w_old, _, _ = _w(where.run_dir, resumed)
+    assert w_old == pytest.approx(-4e-5, rel=1e-4)
     points = read_scalars(run / "tensorboard")["param_w_mean"]
     assert [s for s, _ in points] == [1, 2, 4] and points[-1][1] == pytest.approx(-2e-5 - 1.5e-4, rel=1e-4)
     # and the next resume continues the new branch
@@ -193,7 +194,7 @@ def test_a_resume_past_a_corrupt_newest_checkpoint_saves_that_step_again(tmp_pat
     assert resumed.run() == 0 and resumed.start_iteration == 2
     w, _, step = _w(run, resumed)
     assert step == 4 and w == pytest.approx(-4e-5, rel=1e-4)  # readable again, the resumed run's
-    assert len(list((run / "checkpoints" / "superseded").glob("*/latest/4"))) == 1  # the corrupt one, kept
+    assert len(list((run / "checkpoints" / "superseded").glob("*/checkpoints/latest/4"))) == 1  # the corrupt one, kept
 
 
 def test_the_curves_are_on_disk_before_each_checkpoint(tmp_path, monkeypatch):
@@ -361,3 +362,9 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_train(tmp_path, capsys
     out = capsys.readouterr().out
     assert "Nothing to train: the run is at iteration 2 and trainer.iterations=2" in out
     assert "Compiling" not in out
+    # from an older checkpoint with nothing to train, the newer ones stay where they are
+    assert make_trainer(SMOKE + ["trainer.iterations=4", f"trainer.resume={run}"], tmp_path / "hydra2").run() == 0
+    older = make_trainer(SMOKE + ["trainer.iterations=2", f"trainer.resume={run / 'checkpoints' / 'latest' / '2'}"],
+                         tmp_path / "hydra3")
+    assert older.run() == 0
+    assert saved_steps(run / "checkpoints")["latest"] == [2, 4] and not (run / "checkpoints" / "superseded").exists()

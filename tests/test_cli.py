@@ -121,3 +121,18 @@ def test_a_refused_start_leaves_the_record_of_the_run_in_its_directory(tmp_path)
         res = run_cli(["algo=jax_smoke", "env=stub", *bad, "hydra.run.dir=r"], cwd=tmp_path)
         assert res.returncode == 2, res.stdout + res.stderr
         assert {name: (record / name).read_text() for name in before} == before
+
+
+def test_the_key_check_lets_through_what_hydra_accepts():
+    """run.py's check of keys and options before Hydra (unknown_key_error) must not refuse a command
+    line Hydra takes: sweeps, list elements, quoted or spaced options, schema nodes, appends and
+    deletions, launcher and sweeper settings, shell completion, configs from another directory."""
+    from wildrobot.cli import unknown_key_error
+
+    for argv in (["-sc", "install=bash"], ["algo.policy.hidden_sizes.0=128"], ["env.command.vx.0=0.1"],
+                 ["env=wildrobot, stub"], ['env="stub"'], ["algo=base_ppo"], ["experiment=amp_walk"],
+                 ["-m", "seed=0,1", "algo.learning_rate=1e-3,3e-4"], ["hydra/launcher=slurm"], ["+experiment=x"],
+                 ["~algo_env"], ["-cd", "elsewhere", "experiment=mine"], ["env.config_overrides.a.b=1"],
+                 ["algo.learning_rate=choice(1e-3,3e-4)"], ["hydra.sweeper.params.seed=range(3)"], ["seed=null"]):
+        assert unknown_key_error(argv) is None, argv
+    assert "Did you mean algo.policy.hidden_sizes" in unknown_key_error(["algo.policy.hidden_size.0=1"])

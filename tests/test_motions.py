@@ -506,7 +506,7 @@ def test_a_community_json_clip_converts_to_the_same_motion(walk, tmp_path, flavo
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # nor left a trial file
     else:  # no command to hold it against: it converts, with a note that the order looks misread
         assert wrong.returncode == 0, wrong.stdout + wrong.stderr
-        assert "read in the other order it walks forwards" in wrong.stdout and "--quat-order xyzw" in wrong.stdout
+        assert "read in the other order it walks forwards" in wrong.stdout and "--quat-order xyzw --force" in wrong.stdout
 
 
 def test_check_and_show_from_the_command_line(library, walk, tmp_path):

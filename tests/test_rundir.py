@@ -221,9 +221,11 @@ def test_sigterm_while_the_run_starts_is_acted_on_at_the_first_chunk_boundary(tm
     assert saved_steps(tmp_path / "run" / "checkpoints")["latest"] == [1]  # the first chunk: 1 iteration
 
 
-def test_a_signal_during_the_last_chunk_lets_the_run_finish_as_finished(tmp_path, monkeypatch, fake_submitit_handler):
-    """The preemption warning arrives as the last chunk ends: the run is complete, so it exits 0 and
-    is not handed over for a requeue (which would start a finished job again)."""
+@pytest.mark.parametrize("sig", [signal.SIGUSR2, signal.SIGTERM], ids=["preemption_warning", "sigterm"])
+def test_a_signal_during_the_last_chunk(tmp_path, monkeypatch, fake_submitit_handler, sig):
+    """The preemption warning arrives as the last chunk ends: the run is complete, so it exits 0 and is
+    not handed over for a requeue (which would start a finished job again). A SIGTERM (or Ctrl-C) then
+    still ends the process with its code, which also stops a sweep that runs its jobs in this process."""
     from wildrobot.train import runner
 
     log = runner.Trainer.log
@@ -231,10 +233,11 @@ def test_a_signal_during_the_last_chunk_lets_the_run_finish_as_finished(tmp_path
     def logging(self, it, done, metrics):
         log(self, it, done, metrics)
         if it == 4:
-            signal.raise_signal(signal.SIGUSR2)
+            signal.raise_signal(sig)
 
     monkeypatch.setattr(runner.Trainer, "log", logging)
-    assert make_trainer(SMOKE + ["trainer.iterations=4"], tmp_path / "run").run() == 0
+    code = make_trainer(SMOKE + ["trainer.iterations=4"], tmp_path / "run").run()
+    assert code == (0 if sig == signal.SIGUSR2 else 128 + sig)
     assert fake_submitit_handler == []
     assert saved_steps(tmp_path / "run" / "checkpoints")["latest"] == [2, 4]
 
@@ -308,6 +311,12 @@ def test_a_ctrl_c_noted_before_the_run_began_stops_it_before_anything_is_built(t
         signal.raise_signal(signal.SIGINT)
         assert EarlyInterrupt.signum == signal.SIGINT
         code = make_trainer(SMOKE + ["trainer.iterations=4"], tmp_path / "run").run()
+        # the run took the Ctrl-C over: after it, Python's own handler (a later Ctrl-C interrupts at once)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        EarlyInterrupt.install()
+        signal.raise_signal(signal.SIGINT)  # quick-verify runs no training loop: it stops at its start too
+        assert make_trainer(["env=stub", "algo=ppo", "trainer=verify"], tmp_path / "verify").run() == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
         EarlyInterrupt.take()

@@ -74,12 +74,15 @@ def _known_paths(schema: type) -> tuple[set[str], set[str]]:
     for f in dataclasses.fields(schema):
         keys.add(f.name)
         t = hints.get(f.name)
+        inner = [a for a in typing.get_args(t) if a is not type(None)]
+        if typing.get_origin(t) is typing.Union and len(inner) == 1:  # Optional[X]
+            t = inner[0]
         if isinstance(t, type) and dataclasses.is_dataclass(t):
             sub, sub_open = _known_paths(t)
             keys |= {f"{f.name}.{k}" for k in sub}
             open_ |= {f"{f.name}.{k}" for k in sub_open}
-        elif t is Any or typing.get_origin(t) is dict or t is dict:
-            open_.add(f.name)
+        elif t is Any or typing.get_origin(t) in (dict, list, tuple, typing.Union) or t in (dict, list, tuple):
+            open_.add(f.name)  # any key (or list index) below it
     return keys, open_
 
 
@@ -90,8 +93,13 @@ def unknown_key_error(overrides: list[str]) -> str | None:
     override is checked before the groups are composed; None when every key is known."""
     import difflib
 
+    import dataclasses
+
+    if any(a.split("=", 1)[0] in ("-sc", "--shell-completion", "-cd", "--config-dir", "-cp", "--config-path", "-cn",
+                                  "--config-name") or a.startswith("hydra.searchpath") for a in overrides):
+        return None  # shell completion, or configs from elsewhere: Hydra's own checks
     schemas = {"env": list(env_schemas().values()), "algo": list(ALGO_SCHEMAS.values()), "trainer": [TrainerConfig]}
-    root = {f.name for f in __import__("dataclasses").fields(Config)} | set(GROUPS)
+    root = {f.name for f in dataclasses.fields(Config)} | set(GROUPS)
     for arg in overrides:
         if arg.startswith("-") or "=" not in arg or arg[:1] in "+~":
             continue
@@ -101,12 +109,16 @@ def unknown_key_error(overrides: list[str]) -> str | None:
         group, _, rest = key.partition(".")
         if key in GROUPS:
             value = arg.split("=", 1)[1]
-            options = sorted({p.stem for p in (CONF_DIR / key).glob("*.yaml")}
+            folder = CONF_DIR / key
+            options = sorted({str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml")}
                              | (set(env_schemas()) if key == "env" else set()))
+            schema_nodes = {f"base_{n}" for n in (env_schemas() if key == "env" else ALGO_SCHEMAS if key == "algo"
+                                                  else ["trainer"] if key == "trainer" else [])}
             if "(" in value or "$" in value or value in ("null", ""):
                 continue  # a sweep function, an interpolation, or no option
             for option in value.split(","):
-                if option not in options:
+                option = option.strip().strip("'\"")
+                if option not in options and option not in schema_nodes:
                     near = difflib.get_close_matches(option, options, n=1)
                     return (f"{key}={option}: there is no {key} option '{option}'."
                             + (f" Did you mean {key}={near[0]}?" if near else "")
@@ -125,6 +137,9 @@ def unknown_key_error(overrides: list[str]) -> str | None:
             k, o = _known_paths(schema)
             known |= k
             open_ |= o
+        parts = rest.split(".")
+        if any(p.isdigit() for p in parts):  # an element of a list: its list must be a key
+            rest = ".".join(parts[: next(i for i, p in enumerate(parts) if p.isdigit())])
         if rest in known or any(rest.startswith(o + ".") for o in open_):
             continue
         parent = rest.rpartition(".")[0]
@@ -149,7 +164,8 @@ def refuse_renamed_keys(argv: list[str]) -> None:
 
 def record_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
     """Hydra's record of the run (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``, as Hydra
-    writes them), written by the trainer once it may train in ``run_dir``. Hydra's own writing is off
+    writes them), written by the trainer once it may train in ``run_dir`` (and at once into a new
+    directory, which holds no other run's record). Hydra's own writing is off
     (``hydra.output_subdir: null`` in conf/config.yaml): it writes before the run starts, so a start
     refused in the directory of another run (a typo, another config, a directory in use) replaced
     that run's record, which the sweep report and the plots read."""
@@ -166,6 +182,9 @@ def record_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
 
 def main(cfg: DictConfig) -> float:
     """One run; returns its best evaluation (what ``hydra/sweeper=optuna`` maximises; NaN without one)."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if not (run_dir / ".hydra").exists():  # a new directory: recorded at once, so a job that fails early
+        record_hydra_files(cfg, run_dir)     # still shows in the sweep report with its overrides
     try:
         config = to_typed(cfg)
     except ConfigError as e:
@@ -179,7 +198,6 @@ def main(cfg: DictConfig) -> float:
 
     configure_jax()
     start_distributed()  # a run of several processes (wildrobot.launch, srun) joins up here
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     trainer = trainer_class(config)(config, run_dir)
     trainer.on_started = lambda: record_hydra_files(cfg, run_dir)
     try:

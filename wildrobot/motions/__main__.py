@@ -137,7 +137,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         trial.replace(out)
     print(f"Wrote {out} ({clip.num_frames} frames at {clip.fps:g} fps, {len(clip.joint_names)} joints)")
     print("It loads for the robot: joints mapped by name, quaternions upright, ranges and velocities consistent")
-    note = quaternion_order_note(clip)
+    note = quaternion_order_note(clip, converted_from=args.file)
     if note:
         print(f"Note: {note}")
     return 0

@@ -91,7 +91,7 @@ def check_quaternions(clip: Clip) -> Clip:
     return clip.replace(root_quat=quat)
 
 
-def quaternion_order_note(clip: Clip) -> str | None:
+def quaternion_order_note(clip: Clip, converted_from: str | None = None) -> str | None:
     """For a clip without a command (which ``check_quaternions`` cannot hold its motion against): a
     note when, under its quaternion order, the robot moves backwards along its own heading while
     read in the other order it walks forwards: the sign of a (half-turn) misread order, or a clip
@@ -106,10 +106,15 @@ def quaternion_order_note(clip: Clip) -> str | None:
         return None
     mine, theirs = (_forward_speed(q, clip.root_pos, clip.fps) for q in (quat, other))
     if mine < -0.05 and theirs > 0.05:
+        if converted_from:  # the source file and the order it was read in are known
+            fix = (f"its source stores {other_order}: convert it again with --quat-order {other_order} --force")
+        else:  # a stored clip: its numbers are (w, x, y, z) now, whatever order the source had
+            fix = ("its quaternions were probably converted from the other order than their source's: convert the "
+                   "source again with the other --quat-order (and --force)")
         return (f"{clip.name}: the robot moves backwards along its own heading ({mine:+.2f} m/s) under the quaternion "
                 f"order it was read with ({clip.quat_order}); read in the other order it walks forwards "
-                f"({theirs:+.2f} m/s). Unless the clip walks backwards, its file stores {other_order}: convert it "
-                f"again with --quat-order {other_order} (a misread order turns the body half round, so its feet slide).")
+                f"({theirs:+.2f} m/s). Unless the clip walks backwards, {fix} (a misread order turns the body half "
+                f"round, so its feet slide).")
     return None
 
 

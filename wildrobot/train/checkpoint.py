@@ -4,7 +4,7 @@ Layout under a run directory::
 
     checkpoints/latest/<iteration>/   the newest ``keep`` checkpoints (cadence, end, Ctrl-C)
     checkpoints/best/<iteration>/     the one with the best evaluation metric so far
-    checkpoints/superseded/<time>/    those a resume from an older checkpoint branched away from
+    checkpoints/superseded/<time>/checkpoints/...   those a resume from an older checkpoint branched away from
 
 Two managers, so keeping the best can never delete the latest. Each checkpoint is one
 composite: ``state`` (the algorithm's whole carry) and ``meta`` (JSON: resolved config, package
@@ -103,18 +103,19 @@ class Checkpointer:
 
     def set_aside_after(self, step: int, stamp: str) -> tuple[Optional[Path], dict[str, list[int]]]:
         """Move every checkpoint of a step after ``step`` (latest and best, readable or not) to
-        ``superseded/<stamp>/{latest,best}/``, and reload. A run resumed from an older checkpoint (one
+        ``superseded/<stamp>/checkpoints/{latest,best}/`` (a folder that evaluation, export and resume
+        read as a run), and reload. A run resumed from an older checkpoint (one
         a user names, or the one before a corrupt newest) branches there: the old branch's newer steps
         would otherwise block its saves at the same steps and be taken for its newest state by the
         next resume. Nothing is deleted. (the folder, {which: steps moved}); (None, {}) when none was newer."""
         moved: dict[str, list[int]] = {}
-        folder = self.directory / "superseded" / stamp
+        folder = self.directory / "superseded" / stamp  # a run folder of its own: eval, export read it
         for which, steps in saved_steps(self.directory).items():
             newer = [s for s in steps if s > step]
             if newer:
-                (folder / which).mkdir(parents=True, exist_ok=True)
+                (folder / "checkpoints" / which).mkdir(parents=True, exist_ok=True)
                 for s in newer:
-                    (self.directory / which / str(s)).rename(folder / which / str(s))
+                    (self.directory / which / str(s)).rename(folder / "checkpoints" / which / str(s))
                 moved[which] = newer
         if moved:
             self.reload()

@@ -21,7 +21,7 @@ class TensorBoardLogger:
 
     tensorboardX's ``EventsWriter`` writes each event in the calling thread (``SummaryWriter`` hands
     them to a queue that a thread drains on its own time, which its ``flush`` does not wait for):
-    after ``flush`` every point logged so far is on disk."""
+    each chunk's points are on disk once logged, and ``flush`` before a checkpoint makes sure of it."""
 
     def __init__(self, logdir: Path, purge_step: Optional[int] = None):
         self.writer = None
@@ -39,6 +39,7 @@ class TensorBoardLogger:
         now = time.time()
         for tag, value in metrics.items():
             self.writer.write_event(event_pb2.Event(wall_time=now, step=int(step), summary=scalar(tag, float(value))))
+        self.writer.flush()  # a live TensorBoard (and wildrobot.sweep) sees each chunk as it is logged
 
     def flush(self) -> None:
         """Everything logged so far onto disk: called before each checkpoint, so that a run killed

@@ -125,9 +125,9 @@ class Trainer:
                             self.ckpt.save(it, carry, self.meta)
                         if not stopping:
                             next_chunk(carry, it)
-                if stop.requested and it >= t.iterations:  # it came during the last chunk: the run is done
-                    self.say(f"{stop.name} received as the run finished at iteration {it}: nothing left to do")
-                    stop.withdraw()
+                if stop.preempted and it >= t.iterations:  # the warning came during the last chunk: done
+                    self.say(f"{stop.name} received as the run finished at iteration {it}: nothing left to requeue")
+                    stop.withdraw()  # (a Ctrl-C or SIGTERM still ends with its code: it also stops a sweep)
                 if stop.requested:
                     then = ("the job is requeued and resumes here" if stop.preempted and stop.requeues
                             else f"Resume with trainer.resume={self.out_dir}")
@@ -249,7 +249,10 @@ class Trainer:
     def _branch_from(self, start: int) -> None:
         """A resume from a checkpoint older than the run's newest (one named by step, a best one, or
         the one before a corrupt newest) continues from there as a new branch: the newer checkpoints
-        are moved aside (``Checkpointer.set_aside_after``), as TensorBoard hides the newer points."""
+        are moved aside (``Checkpointer.set_aside_after``), as TensorBoard hides the newer points.
+        Not when there is nothing to train (``start`` at ``trainer.iterations``): nothing would replace them."""
+        if start >= self.cfg.trainer.iterations:
+            return
         if self.is_main_process:
             folder, moved = self.ckpt.set_aside_after(start, time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime()))
             if folder is not None:

@@ -53,6 +53,21 @@ class EarlyInterrupt:
         cls.signum = None
         return taken
 
+    @classmethod
+    def installed(cls, handler: Any) -> bool:
+        return handler == cls.handle
+
+    @classmethod
+    def release(cls) -> Optional[int]:
+        """Python's own Ctrl-C handler back (for code that runs no ``StopRequest``, e.g. quick-verify);
+        the Ctrl-C noted meanwhile, if any, for the caller to act on."""
+        try:
+            if cls.installed(signal.getsignal(signal.SIGINT)):
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+        except ValueError:  # not the main thread
+            pass
+        return cls.take()[0]
+
 
 class StopRequest:
     """Ctrl-C / SIGTERM / the preemption signal set a flag; the loop saves a checkpoint at the next
@@ -108,6 +123,8 @@ class StopRequest:
             except ValueError:  # not the main thread: leave signals alone
                 pass
         if signal.SIGINT in self._previous:  # ours now: a Ctrl-C noted before (``EarlyInterrupt``) is ours to act on
+            if EarlyInterrupt.installed(self._previous[signal.SIGINT]):  # and after this run, Python's own handler
+                self._previous[signal.SIGINT] = signal.default_int_handler
             signum, first = EarlyInterrupt.take()
             if signum is not None and self.signum is None:
                 self.signum, self._first = signum, first

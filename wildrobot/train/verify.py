@@ -3,6 +3,8 @@ its reference dataset and the feature parity between reference frames and env st
 
 from __future__ import annotations
 
+import signal
+
 from wildrobot.envs.factory import make_env
 from wildrobot.train.runner import Trainer
 
@@ -11,6 +13,11 @@ class VerifyTrainer(Trainer):
     def run(self) -> int:
         from wildrobot.envs.verify import CheckResult, format_report, run_checks
 
+        from wildrobot.train.signals import EarlyInterrupt
+
+        if EarlyInterrupt.release():  # Ctrl-C since run.py began: stop now; from here on Python's handler
+            print("Stopped by SIGINT before quick-verify started")
+            return 128 + signal.SIGINT
         self.on_started()
         env = make_env(self.cfg.env)
         results = run_checks(env, seed=self.cfg.seed, num_envs=self.cfg.trainer.num_envs)
