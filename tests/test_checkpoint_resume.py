@@ -368,3 +368,21 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_train(tmp_path, capsys
                          tmp_path / "hydra3")
     assert older.run() == 0
     assert saved_steps(run / "checkpoints")["latest"] == [2, 4] and not (run / "checkpoints" / "superseded").exists()
+
+
+def test_a_requeued_job_resumed_from_a_named_checkpoint_continues_its_own_newest(tmp_path, monkeypatch):
+    """A SLURM job started with trainer.resume=<run>/checkpoints/latest/2 saves past it, is preempted
+    and requeued with the same command line: it continues from its own newest checkpoint, not from
+    step 2 again (which would set aside everything it trained)."""
+    run = tmp_path / "run"
+    assert make_trainer(SMOKE + ["trainer.iterations=4"], run).run() == 0
+    job = SMOKE + [f"trainer.resume={run / 'checkpoints' / 'latest' / '2'}"]
+    first = make_trainer(job + ["trainer.iterations=6"], tmp_path / "job")
+    first.cfg.trainer.iterations = 4  # preempted at 4: stands in for the stop, the command line is the same
+    assert first.run() == 0 and first.start_iteration == 2
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    again = make_trainer(job + ["trainer.iterations=6"], tmp_path / "job")
+    assert again.run() == 0
+    assert again.start_iteration == 4
+    assert saved_steps(run / "checkpoints")["latest"] == [2, 4, 6]
+    assert len(list((run / "checkpoints" / "superseded").glob("*/checkpoints/latest/4"))) == 1  # the first branch's only

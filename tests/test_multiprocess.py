@@ -113,3 +113,16 @@ def test_the_launcher_ends_the_other_processes_when_one_fails():
             waiting.kill()
     killed = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
     assert wait_all([killed], poll_s=0.05) == 128 + 9
+    # a run takes SIGTERM as a request to save at its next chunk boundary, which one stuck in a
+    # collective never reaches: after the grace time (of an injected clock) the launcher kills it
+    failing = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    stuck = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                              "signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"], stdout=subprocess.PIPE)
+    assert stuck.stdout.readline().strip() == b"ready"  # its SIGTERM handler is in place
+    ticks = iter(range(200))  # runs out (StopIteration: the test fails) if the launcher never kills it
+    try:
+        assert wait_all([stuck, failing], poll_s=0.05, grace_s=5, clock=lambda: next(ticks)) == 3
+        assert stuck.returncode == -9
+    finally:
+        if stuck.poll() is None:
+            stuck.kill()

@@ -73,16 +73,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     return wait_all(procs)
 
 
-def wait_all(procs: list[subprocess.Popen], poll_s: float = 0.5) -> int:
+def wait_all(procs: list[subprocess.Popen], poll_s: float = 0.5, grace_s: float = 30.0,
+             clock=time.monotonic) -> int:
     """Wait for every process; when one fails, end the others (they would wait in a collective for
-    it). The first non-zero exit code, a signal's as the shell writes it (128 + its number)."""
-    failed = 0
+    it): SIGTERM, then SIGKILL after ``grace_s`` (a run takes SIGTERM as a request to save at its
+    next chunk boundary, which one waiting in a collective never reaches). The first non-zero exit
+    code, a signal's as the shell writes it (128 + its number)."""
+    failed, ending_since = 0, None
     while None in [p.poll() for p in procs]:  # a list: every process polled, each round
         failed = failed or next((p.returncode for p in procs if p.returncode), 0)
         if failed:
+            ending_since = clock() if ending_since is None else ending_since
+            overdue = clock() - ending_since >= grace_s
             for p in procs:
                 if p.poll() is None:
-                    p.terminate()
+                    p.kill() if overdue else p.terminate()
         time.sleep(poll_s)  # checking on child processes; nothing here races them
     codes = [p.returncode for p in procs]
     code = failed or next((c for c in codes if c), 0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import signal
 import time
 import zlib
@@ -37,6 +38,11 @@ from wildrobot.train.lock import RunDirBusy, RunDirLock, describe
 from wildrobot.train.resume import RunLocation, own_checkpoints, resolve_resume, restore_for_resume
 from wildrobot.train.sharding import device_count, placement
 from wildrobot.train.signals import StopRequest
+
+
+def requeued() -> bool:
+    """Whether this is a SLURM job started again after a preemption or a requeue (its restart count)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
 
 
 class StartInterrupted(Exception):
@@ -154,6 +160,13 @@ class Trainer:
         to start from, or None when Ctrl-C arrived while a new run compiled (nothing to save)."""
         cfg, t = self.cfg, self.cfg.trainer
         location = resolve_resume(t.resume, self.search_root, self.run_dir) if t.resume else None
+        if location and (location.step is not None or location.which != "latest") and requeued():
+            # a SLURM job restarted after a preemption: trainer.resume named where the job began, and
+            # the job has saved past it since; it continues its own newest checkpoint (not that step
+            # again, which would branch away from everything the job trained before)
+            self.say(f"A requeued job (SLURM_RESTART_COUNT={os.environ['SLURM_RESTART_COUNT']}): continuing the newest "
+                     f"checkpoint of {location.run_dir}, not the one trainer.resume names")
+            location = RunLocation(location.run_dir, None, "latest")
         self.out_dir = location.run_dir if location else self.run_dir
         self.lock = RunDirLock(self.out_dir)
         busy: Optional[BaseException] = None
@@ -181,9 +194,16 @@ class Trainer:
             self.lock.release()
             raise
 
-    def _check_start(self) -> None:
-        """Between the phases of starting: stop here when Ctrl-C came meanwhile (``run`` says so)."""
-        if self.stop_request is not None and self.stop_request.interrupted:
+    def _check_start(self, agreed: bool = False) -> None:
+        """Between the phases of starting: stop here when Ctrl-C came meanwhile (``run`` says so). The
+        processes of a multi-process run decide together, once, at the end of starting (``agreed``):
+        one stopping alone would leave the others waiting in a collective it never enters."""
+        interrupted = self.stop_request is not None and self.stop_request.interrupted
+        if jax.process_count() > 1:
+            if not agreed:
+                return
+            interrupted = self.agreed_signal(signal.SIGINT if interrupted else 0) == signal.SIGINT
+        if interrupted:
             raise StartInterrupted
 
     def _start(self, location: Optional[RunLocation]) -> Optional[Any]:
@@ -227,7 +247,7 @@ class Trainer:
             else:
                 carry, self.chunk_fn = self._init_and_compile(chunk, key, abstract)
             if carry is not None:
-                self._check_start()  # a Ctrl-C as the compile finished: still before training
+                self._check_start(agreed=True)  # a Ctrl-C as the compile finished: still before training
         except BaseException:
             self.ckpt.close()
             raise
@@ -270,7 +290,7 @@ class Trainer:
             with ElapsedLine("compiling", enabled=self.cfg.trainer.progress and self.is_main_process):
                 carry = self.placement.jit_init(self.algo.init)(key)
                 release_freed_memory()
-                compiled = compiling.result(interrupted=lambda: self.stop_request is not None
+                compiled = compiling.result(interrupted=lambda: self.stop_request is not None and jax.process_count() == 1
                                             and self.stop_request.interrupted)
         except KeyboardInterrupt:
             self.say("Stopped by SIGINT while compiling (nothing trained yet, nothing to save); "
