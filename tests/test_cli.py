@@ -136,3 +136,13 @@ def test_the_key_check_lets_through_what_hydra_accepts():
                  ["algo.learning_rate=choice(1e-3,3e-4)"], ["hydra.sweeper.params.seed=range(3)"], ["seed=null"]):
         assert unknown_key_error(argv) is None, argv
     assert "Did you mean algo.policy.hidden_sizes" in unknown_key_error(["algo.policy.hidden_size.0=1"])
+
+
+def test_a_job_of_a_sweep_that_cannot_run_does_not_stop_the_others(tmp_path):
+    """The first job's value is refused (exit 2 for a single run); the sweep runs the second job, then
+    ends in failure, as Hydra ends a sweep with a failed job."""
+    res = run_cli(["-m", "algo=jax_smoke", "env=stub", "trainer.iterations=0,1"], cwd=tmp_path)
+    assert res.returncode != 0
+    assert "invalid value for 'trainer.iterations': 0" in res.stderr
+    jobs = sorted(p.parents[2].name for p in tmp_path.glob("multirun/*/*/*/checkpoints/latest/1"))
+    assert jobs == ["1"]

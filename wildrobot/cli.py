@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -188,8 +188,7 @@ def main(cfg: DictConfig) -> float:
     try:
         config = to_typed(cfg)
     except ConfigError as e:
-        print(f"Config error: {e}", file=sys.stderr)
-        sys.exit(2)
+        refuse(f"Config error: {e}")
 
     from wildrobot.dispatch import trainer_class
     from wildrobot.jax_setup import configure_jax, start_distributed
@@ -203,8 +202,24 @@ def main(cfg: DictConfig) -> float:
     try:
         code = trainer.run()
     except (ConfigError, CheckpointError, RunDirBusy) as e:
-        print(f"Error: {e}", file=sys.stderr)
-        sys.exit(2)
+        refuse(f"Error: {e}")
     if code:
-        sys.exit(code)
+        sys.exit(code)  # a stop signal: in a sweep too, it ends the sweep
     return trainer.objective()
+
+
+class JobRefused(Exception):
+    """A job of a sweep that could not run (its message is printed already): the sweep goes on with
+    its other jobs and fails at the end, as Hydra does for a job that raises; an Optuna sweep records
+    the trial as failed."""
+
+
+def refuse(message: str) -> NoReturn:
+    """Print why the run cannot go on; exit 2, or, for a job of a sweep, raise ``JobRefused`` (an exit
+    would end the whole sweep and every job after this one)."""
+    from hydra.types import RunMode
+
+    print(message, file=sys.stderr)
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise JobRefused(message.splitlines()[0])
+    sys.exit(2)
