@@ -209,9 +209,9 @@ def main(cfg: DictConfig) -> float:
 
 
 class JobRefused(Exception):
-    """A job of a sweep that could not run (its message is printed already): the sweep goes on with
-    its other jobs and fails at the end, as Hydra does for a job that raises; an Optuna sweep records
-    the trial as failed."""
+    """A job of a sweep that could not run (its message is printed already): the other jobs of its
+    batch still run and the sweep fails after them, as Hydra does for a job that raises; an Optuna
+    search records the trial as failed (and stops after the batch)."""
 
 
 def refuse(message: str) -> NoReturn:
