@@ -146,3 +146,18 @@ def test_a_job_of_a_sweep_that_cannot_run_does_not_stop_the_others(tmp_path):
     assert "invalid value for 'trainer.iterations': 0" in res.stderr
     jobs = sorted(p.parents[2].name for p in tmp_path.glob("multirun/*/*/*/checkpoints/latest/1"))
     assert jobs == ["1"]
+
+
+def test_an_optuna_search_left_to_minimise_is_warned_about():
+    from types import SimpleNamespace
+
+    from wildrobot.cli import sweeper_direction_note
+
+    optuna = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    assert "direction=maximize" in sweeper_direction_note(SimpleNamespace(sweeper=SimpleNamespace(
+        _target_=optuna, direction="minimize")))
+    assert "direction=maximize" in sweeper_direction_note(SimpleNamespace(sweeper=SimpleNamespace(
+        _target_=optuna, direction=["MINIMIZE"])))
+    assert sweeper_direction_note(SimpleNamespace(sweeper=SimpleNamespace(_target_=optuna, direction="maximize"))) is None
+    assert sweeper_direction_note(SimpleNamespace(sweeper=SimpleNamespace(
+        _target_="hydra._internal.core_plugins.basic_sweeper.BasicSweeper"))) is None

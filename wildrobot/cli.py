@@ -180,9 +180,29 @@ def record_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
         (out / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
 
 
+def sweeper_direction_note(hydra: Any) -> str | None:
+    """A warning for an Optuna search left to minimise (the sweeper's default): what a run returns,
+    its best evaluation, is better when higher."""
+    sweeper = getattr(hydra, "sweeper", None)
+    target = str(getattr(sweeper, "_target_", "") or "") if sweeper is not None else ""
+    if "optuna" not in target.lower():
+        return None
+    direction = getattr(sweeper, "direction", None)
+    directions = [str(d).lower() for d in (direction if isinstance(direction, (list, tuple)) or
+                                           hasattr(direction, "__len__") and not isinstance(direction, str)
+                                           else [direction])]
+    if any("min" in d for d in directions):
+        return ("Warning: hydra.sweeper.direction is minimize, so Optuna searches for the LOWEST best evaluation "
+                "(a run returns its eval/return, higher is better): pass hydra.sweeper.direction=maximize")
+    return None
+
+
 def main(cfg: DictConfig) -> float:
     """One run; returns its best evaluation (what ``hydra/sweeper=optuna`` maximises; NaN without one)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    note = sweeper_direction_note(HydraConfig.get())
+    if note:
+        print(note, file=sys.stderr)
     if not (run_dir / ".hydra").exists():  # a new directory: recorded at once, so a job that fails early
         record_hydra_files(cfg, run_dir)     # still shows in the sweep report with its overrides
     try:
