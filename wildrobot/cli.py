@@ -86,6 +86,16 @@ def _known_paths(schema: type) -> tuple[set[str], set[str]]:
     return keys, open_
 
 
+def _group_paths(schemas: list[type]) -> tuple[set[str], set[str]]:
+    """``_known_paths`` over every option of a group: the union of their keys and open paths."""
+    known, open_ = set(), set()
+    for schema in schemas:
+        k, o = _known_paths(schema)
+        known |= k
+        open_ |= o
+    return known, open_
+
+
 def unknown_key_error(overrides: list[str]) -> str | None:
     """The message for the first override of a key that no schema has (``trainer.num_env=8``), with
     the nearest keys; Hydra itself would only say it is not in the struct and suggest adding it with
@@ -100,6 +110,7 @@ def unknown_key_error(overrides: list[str]) -> str | None:
         return None  # shell completion, or configs from elsewhere: Hydra's own checks
     schemas = {"env": list(env_schemas().values()), "algo": list(ALGO_SCHEMAS.values()), "trainer": [TrainerConfig]}
     root = {f.name for f in dataclasses.fields(Config)} | set(GROUPS)
+    paths: dict[str, tuple[set[str], set[str]]] = {}  # each group's schemas walked once, when an override needs them
     for arg in overrides:
         if arg.startswith("-") or "=" not in arg or arg[:1] in "+~":
             continue
@@ -132,11 +143,7 @@ def unknown_key_error(overrides: list[str]) -> str | None:
                     + f" Top-level keys: {', '.join(sorted(root))}.")
         if group not in schemas:
             continue  # a key under another top-level node: the typed config checks it after composing
-        known, open_ = set(), set()
-        for schema in schemas[group]:
-            k, o = _known_paths(schema)
-            known |= k
-            open_ |= o
+        known, open_ = paths[group] if group in paths else paths.setdefault(group, _group_paths(schemas[group]))
         parts = rest.split(".")
         if any(p.isdigit() for p in parts):  # an element of a list: its list must be a key
             rest = ".".join(parts[: next(i for i, p in enumerate(parts) if p.isdigit())])
@@ -188,10 +195,8 @@ def sweeper_direction_note(hydra: Any) -> str | None:
     if "optuna" not in target.lower():
         return None
     direction = getattr(sweeper, "direction", None)
-    directions = [str(d).lower() for d in (direction if isinstance(direction, (list, tuple)) or
-                                           hasattr(direction, "__len__") and not isinstance(direction, str)
-                                           else [direction])]
-    if any("min" in d for d in directions):
+    several = not isinstance(direction, str) and hasattr(direction, "__iter__")  # a multi-objective list
+    if any("min" in str(d).lower() for d in (direction if several else [direction])):
         return ("Warning: hydra.sweeper.direction is minimize, so Optuna searches for the LOWEST best evaluation "
                 "(a run returns its eval/return, higher is better): pass hydra.sweeper.direction=maximize")
     return None

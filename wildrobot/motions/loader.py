@@ -54,6 +54,14 @@ def _forward_speed(q: np.ndarray, root_pos: np.ndarray, fps: float) -> float:
     return float(np.mean(np.cos(yaw) * v[:, 0] + np.sin(yaw) * v[:, 1]))
 
 
+def _other_reading(clip: Clip, quat: np.ndarray) -> tuple[str, np.ndarray]:
+    """(the other quaternion order, the source's numbers read in it as (w, x, y, z)), for ``quat``
+    (the clip's quaternions as read under its declared order, unit norm)."""
+    if clip.quat_order == "wxyz":
+        return "xyzw", quat[:, [3, 0, 1, 2]]
+    return "wxyz", quat[:, [1, 2, 3, 0]]
+
+
 def check_quaternions(clip: Clip) -> Clip:
     """Refuse non-unit quaternions and an order that contradicts the data; normalise the rest.
 
@@ -69,9 +77,7 @@ def check_quaternions(clip: Clip) -> Clip:
         raise MotionError(f"{clip.name}: root_quat at frame {i} has norm {norm[i]:.4f}, not 1: not a rotation "
                           f"quaternion (or not four quaternion components: check the columns)")
     quat = clip.root_quat / norm[:, None]
-    # the same file numbers read in the other order, converted to (w, x, y, z)
-    other_order = "xyzw" if clip.quat_order == "wxyz" else "wxyz"
-    other = quat[:, [3, 0, 1, 2]] if clip.quat_order == "wxyz" else quat[:, [1, 2, 3, 0]]
+    other_order, other = _other_reading(clip, quat)
     fix = (f"The file almost certainly stores {', '.join(other_order)}: set quat_order to '{other_order}' "
            f"(convert --quat-order {other_order}).")
     if _up(quat).mean() < UPRIGHT:
@@ -99,9 +105,7 @@ def quaternion_order_note(clip: Clip, converted_from: str | None = None) -> str 
     if clip.command is not None:
         return None
     quat = clip.root_quat / np.linalg.norm(clip.root_quat, axis=-1, keepdims=True)  # (w, x, y, z) as read
-    # the source's numbers read in the other order, as (w, x, y, z) (as in check_quaternions)
-    other_order = "xyzw" if clip.quat_order == "wxyz" else "wxyz"
-    other = quat[:, [3, 0, 1, 2]] if clip.quat_order == "wxyz" else quat[:, [1, 2, 3, 0]]
+    other_order, other = _other_reading(clip, quat)
     if _up(other).mean() < UPRIGHT:
         return None
     mine, theirs = (_forward_speed(q, clip.root_pos, clip.fps) for q in (quat, other))
